@@ -1,0 +1,191 @@
+"""Score a model against bicubic interpolation, as the super-resolution papers do.
+
+    python evaluate.py --data ../shared/data/Set5 ../shared/data/Set14 ../shared/data/B100
+
+For every image the given LR is super-resolved whole and bicubic-upscaled
+(MATLAB imresize), both are rounded to 8 bits as a saved PNG would be, and
+both are scored against HR: PSNR/SSIM on the Y channel (ITU-R BT.601, as
+MATLAB rgb2ycbcr) with ``scale`` pixels shaved from every border.
+"""
+
+import argparse
+import csv
+import json
+import os
+import sys
+
+import numpy as np
+
+CSV_FIELDS = ("set", "name", "bicubic_psnr", "bicubic_ssim", "model_psnr", "model_ssim",
+              "bicubic_psnr_rgb", "model_psnr_rgb")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="PSNR/SSIM (Y channel, scale-pixel shave) of a model and of bicubic "
+                    "upscaling, one row per data source.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add = parser.add_argument
+    add("--model", default=None,
+        help="model .h5 (default: the shipped weights/three_conv_x4.h5)")
+    add("--data", nargs="+", required=True,
+        help="one or more sources: a benchmark folder (HR/ + LR_bicubic_X4/), a folder of HR "
+             "images (LR made by MATLAB-style bicubic), a local DIV2K root or 'div2k' "
+             "(validation split), or 'demo'")
+    add("--limit", type=int, default=None, help="score only the first N images of each source")
+    add("--rgb", action="store_true", help="also report PSNR on RGB (no Y conversion)")
+    add("--json", default=None, help="write all scores to this JSON file")
+    add("--csv", default=None, help="write per-image scores to this CSV file")
+    add("--save-images", default=None, metavar="DIR",
+        help="write each SR output as DIR/<set>/<name>.png")
+    add("--overwrite", action="store_true", help="replace existing output files")
+    add("--tfds-dir", default=None, help="tensorflow-datasets data_dir for --data div2k")
+    return parser.parse_args(argv)
+
+
+def score_image(net, hr, lr, scale, gray=False, with_rgb=False):
+    """Scores of one image; returns (row dict, sr image as it would be saved)."""
+    import bicubic
+    import inference
+    import metrics
+
+    sr = inference.super_resolve(net, lr)
+    upscaled = bicubic.upscale(lr, scale)
+    if gray:
+        # Grayscale files are scored as they are, on their one channel (no Y conversion);
+        # the model's RGB output becomes gray by the same BT.601 luma.
+        hr, upscaled, sr = hr[..., 0], upscaled[..., 0], metrics.rgb_to_gray(sr)
+    row = {}
+    row["bicubic_psnr"], row["bicubic_ssim"] = metrics.psnr_ssim_y(hr, upscaled, scale)
+    row["model_psnr"], row["model_ssim"] = metrics.psnr_ssim_y(hr, sr, scale)
+    if with_rgb:
+        row["bicubic_psnr_rgb"] = metrics.psnr_rgb(hr, upscaled, scale)
+        row["model_psnr_rgb"] = metrics.psnr_rgb(hr, sr, scale)
+    return row, sr
+
+
+def evaluate_source(net, source, scale, limit=None, with_rgb=False, save_dir=None,
+                    tfds_dir=None):
+    """Per-image rows for one --data source (its validation split where it has splits)."""
+    from tqdm import tqdm
+
+    import data
+    from fileio import save_png
+
+    pairs = data.pair_dataset(source, "validation", scale, holdout=False, tfds_data_dir=tfds_dir)
+    if limit:
+        pairs = pairs.take(limit)
+    set_name = data.source_name(source)
+    rows = []
+    for item in tqdm(pairs.as_numpy_iterator(), desc=set_name, unit="img",
+                     total=limit, leave=False):
+        name = item["name"].decode()
+        row, sr = score_image(net, item["hr"], item["lr"], scale, bool(item["gray"]), with_rgb)
+        rows.append({"set": set_name, "name": name, **row})
+        if save_dir:
+            save_png(os.path.join(save_dir, set_name, f"{name}.png"), sr)
+    if not rows:
+        raise data.DataError(f"no images in {source}")
+    return set_name, rows
+
+
+def summarize(rows, with_rgb=False):
+    keys = ["bicubic_psnr", "bicubic_ssim", "model_psnr", "model_ssim"]
+    if with_rgb:
+        keys += ["bicubic_psnr_rgb", "model_psnr_rgb"]
+    return {key: float(np.mean([r[key] for r in rows])) for key in keys}
+
+
+def format_table(results, scale, with_rgb=False):
+    import metrics
+
+    header = (f"{'set':<12}{'n':>5}  {'bicubic PSNR/SSIM':>18}  {'model PSNR/SSIM':>18}"
+              f"  {'gain dB':>7}")
+    if with_rgb:
+        header += f"  {'RGB PSNR bic/model':>19}"
+    lines = [header, "-" * len(header)]
+    for set_name, result in results.items():
+        mean = result["mean"]
+        line = (f"{set_name:<12}{result['n']:>5}  "
+                f"{mean['bicubic_psnr']:>9.2f} / {mean['bicubic_ssim']:.4f}  "
+                f"{mean['model_psnr']:>9.2f} / {mean['model_ssim']:.4f}  "
+                f"{mean['model_psnr'] - mean['bicubic_psnr']:>+7.2f}")
+        if with_rgb:
+            line += f"  {mean['bicubic_psnr_rgb']:>9.2f} / {mean['model_psnr_rgb']:.2f}"
+        lines.append(line)
+    lines.append(f"x{scale}. " + metrics.CONVENTION.format(scale=scale) + ".")
+    return "\n".join(lines)
+
+
+def to_json(results, scale):
+    import metrics
+
+    sets = {}
+    for set_name, result in results.items():
+        mean = result["mean"]
+        sets[set_name] = {
+            "n": result["n"],
+            "bicubic": {"psnr": mean["bicubic_psnr"], "ssim": mean["bicubic_ssim"]},
+            "model": {"psnr": mean["model_psnr"], "ssim": mean["model_ssim"]},
+            "images": [{k: v for k, v in row.items() if k != "set"} for row in result["rows"]],
+        }
+    return {"scale": scale, "convention": metrics.CONVENTION.format(scale=scale), "sets": sets}
+
+
+def check_outputs_free(args):
+    """Refuse to overwrite a user's files unless --overwrite is given."""
+    from inference import ModelError
+
+    for path in (args.json, args.csv):
+        if path and os.path.exists(path) and not args.overwrite:
+            raise ModelError(f"{path} exists; pass --overwrite to replace it")
+    if args.save_images and os.path.isdir(args.save_images) and os.listdir(args.save_images) \
+            and not args.overwrite:
+        raise ModelError(f"{args.save_images} is not empty; pass --overwrite to write into it")
+
+
+def evaluate(args):
+    import inference
+    from fileio import atomic_path, write_text
+
+    check_outputs_free(args)
+    net = inference.load_model(args.model)
+    scale = inference.model_scale(net)
+    results = {}
+    for source in args.data:
+        set_name, rows = evaluate_source(net, source, scale, args.limit, args.rgb,
+                                         args.save_images, args.tfds_dir)
+        results[set_name] = {"n": len(rows), "rows": rows, "mean": summarize(rows, args.rgb)}
+    print(format_table(results, scale, args.rgb))
+    if args.json:
+        write_text(args.json, json.dumps(to_json(results, scale), indent=2) + "\n")
+    if args.csv:
+        with atomic_path(args.csv) as tmp:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+                writer.writeheader()
+                for result in results.values():
+                    writer.writerows(result["rows"])
+    return results
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import data
+    import inference
+
+    import tensorflow as tf
+
+    try:
+        evaluate(args)
+    except (data.DataError, inference.ModelError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except tf.errors.OpError as error:  # an unreadable or mismatched image inside tf.data
+        print(f"error: {error.message.splitlines()[0]}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""PSNR and SSIM as the super-resolution literature computes them.
+
+Convention (EDSR, RCAN, SwinIR tables): luminance Y of ITU-R BT.601 as
+MATLAB's ``rgb2ycbcr`` (Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255 for
+R, G, B in 0..255, not rounded), ``scale`` pixels shaved from every border,
+PSNR in float64 against a peak of 255, SSIM with an 11x11 Gaussian window
+(sigma 1.5), K1 = 0.01, K2 = 0.03, averaged over the valid window positions.
+Grayscale images are scored as they are.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+CONVENTION = ("PSNR/SSIM on Y (ITU-R BT.601, MATLAB rgb2ycbcr), {scale}-pixel border shaved, "
+              "8-bit outputs; SSIM 11x11 Gaussian (sigma 1.5), K1=0.01, K2=0.03; "
+              "bicubic = MATLAB imresize (antialiased Keys cubic, a=-0.5)")
+
+_Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0
+
+
+def rgb_to_y(image):
+    """Y in [16, 235] (float64) from an RGB image in 0..255; a 2-D or 1-channel
+    grayscale image is returned as it is (float64)."""
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim == 2:
+        return image
+    if image.shape[-1] == 1:
+        return image[..., 0]
+    return 16.0 + image[..., :3] @ _Y_WEIGHTS
+
+
+def shave(image, border):
+    return image[border:-border, border:-border] if border > 0 else image
+
+
+def psnr(reference, test, peak=255.0):
+    """PSNR in dB, float64.  Identical images give inf."""
+    mse = np.mean((np.asarray(reference, np.float64) - np.asarray(test, np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10.0 * np.log10(peak * peak / mse))
+
+
+def ssim(reference, test, peak=255.0):
+    """Mean SSIM of two 2-D images (Wang et al. 2004 with its standard settings), float64."""
+    a = tf.constant(np.asarray(reference, np.float64)[..., None])
+    b = tf.constant(np.asarray(test, np.float64)[..., None])
+    return float(tf.image.ssim(a, b, max_val=peak, filter_size=11, filter_sigma=1.5,
+                               k1=0.01, k2=0.03))
+
+
+def psnr_ssim_y(reference_rgb, test_rgb, scale):
+    """The field's scores of two 8-bit images: (PSNR, SSIM) on shaved Y."""
+    ref = shave(rgb_to_y(reference_rgb), scale)
+    out = shave(rgb_to_y(test_rgb), scale)
+    return psnr(ref, out), ssim(ref, out)
+
+
+def psnr_rgb(reference_rgb, test_rgb, scale):
+    """PSNR over all RGB channels (no Y conversion), shaved, for comparison only."""
+    return psnr(shave(np.asarray(reference_rgb), scale), shave(np.asarray(test_rgb), scale))
+
+
+def make_psnr_y_metric(scale):
+    """Keras metric: PSNR on shaved Y of [0, 1] RGB batches (float, not rounded to 8 bits)."""
+    weights = tf.constant(_Y_WEIGHTS, tf.float32)
+
+    def psnr(y_true, y_pred):
+        y_pred = tf.clip_by_value(y_pred, 0.0, 1.0)
+        # On [0, 1] RGB: Y/255 = 16/255 + RGB . weights; the offset cancels in the error.
+        true_y = tf.tensordot(y_true, weights, 1)[:, scale:-scale, scale:-scale, None]
+        pred_y = tf.tensordot(y_pred, weights, 1)[:, scale:-scale, scale:-scale, None]
+        return tf.image.psnr(true_y, pred_y, max_val=1.0)
+
+    return psnr
+
+
+def rgb_to_gray(image):
+    """8-bit grayscale of an 8-bit RGB image by the same BT.601 luma as ``rgb_to_y``
+    (full range, so a gray image gives back its own values)."""
+    gray = (rgb_to_y(image) - 16.0) * (255.0 / 219.0)
+    return np.clip(np.floor(gray + 0.5), 0, 255).astype(np.uint8)

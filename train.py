@@ -1,0 +1,354 @@
+"""Train an x4 super-resolution model.
+
+    python train.py                          # three_conv x4 on DIV2K (tfds), the seed's settings
+    python train.py --data demo --out runs/demo
+    python train.py --data /path/to/DIV2K --resume   # continue an interrupted run
+
+The run folder (--out) gets model.h5 (best validation PSNR), last.h5,
+history.csv, loss_curves.png and config.json; every write is atomic.  Resume
+state (weights + optimizer) lives in <out>/state/ and is committed by
+state.json only after the epoch's files are written, so a run killed at any
+moment (SIGKILL included) resumes from its last completed epoch.
+"""
+
+import argparse
+import csv
+import glob
+import json
+import os
+import platform
+import sys
+import time
+
+RUN_FILES = ("model.h5", "last.h5", "history.csv", "loss_curves.png", "config.json")
+HISTORY_FIELDS = ("epoch", "loss", "val_loss", "psnr", "val_psnr", "lr", "seconds")
+# Settings that must match when a run is resumed (epochs may be extended).
+RESUME_KEYS = ("data", "val_data", "model", "scale", "widths", "init", "steps_per_epoch",
+               "batch_size", "patch_size", "patches_per_image", "lr", "lr_schedule",
+               "lr_floor", "loss", "seed", "val_patch_size", "val_crops")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Train an x4 super-resolution model (MSE + Adam by default).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add = parser.add_argument
+    add("--data", default="div2k",
+        help="training images: 'div2k' (tensorflow-datasets), a local DIV2K root, a benchmark "
+             "folder (HR/ + LR_bicubic_X4/), any folder of HR images, or 'demo'")
+    add("--val-data", default=None,
+        help="validation images (same kinds as --data); default: the validation split of "
+             "--data, or every 10th image of a folder with no splits")
+    add("--model", default="three_conv", help="model name (see model.py)")
+    add("--scale", type=int, default=4, help="upscaling factor")
+    add("--widths", default="64,32", help="three_conv: widths of the first two convolutions")
+    add("--init", default="glorot_uniform", help="kernel initializer (Keras name)")
+    add("--epochs", type=int, default=10, help="number of epochs")
+    add("--steps-per-epoch", type=int, default=1000, help="batches per epoch")
+    add("--batch-size", type=int, default=16, help="patches per batch")
+    add("--patch-size", type=int, default=64, help="HR patch side (LR patch = this / scale)")
+    add("--patches-per-image", type=int, default=8,
+        help="random crops cut from each decoded image per visit")
+    add("--lr", type=float, default=1e-3, help="Adam learning rate (peak, with a schedule)")
+    add("--lr-schedule", choices=("constant", "cosine"), default="constant",
+        help="learning-rate schedule over all epochs x steps")
+    add("--lr-floor", type=float, default=0.01,
+        help="cosine schedule: final learning rate as a fraction of --lr")
+    add("--loss", choices=("mse", "l1"), default="mse", help="pixel loss")
+    add("--val-patch-size", type=int, default=128, help="HR side of the fixed validation crops")
+    add("--val-crops", type=int, default=8, help="fixed validation crops per validation image")
+    add("--cache", default="",
+        help="where to cache decoded training images: '' keeps them in memory, else a file prefix")
+    add("--out", default="runs/three_conv_x4", help="run folder")
+    add("--resume", action="store_true",
+        help="continue the run in --out from its last completed epoch (starts fresh if none)")
+    add("--seed", type=int, default=0, help="random seed (weights and patch sampling)")
+    add("--tfds-dir", default=None, help="tensorflow-datasets data_dir for --data div2k")
+    args = parser.parse_args(argv)
+    try:
+        args.widths = [int(w) for w in args.widths.split(",")]
+    except ValueError:
+        parser.error(f"--widths must be comma-separated integers, got {args.widths!r}")
+    for name in ("epochs", "steps_per_epoch", "batch_size", "patch_size", "patches_per_image",
+                 "val_crops", "scale"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.patch_size % args.scale or args.val_patch_size % args.scale:
+        parser.error("--patch-size and --val-patch-size must be multiples of --scale")
+    return args
+
+
+class UsageError(Exception):
+    """A problem with the command line or the run folder; the message is for the user."""
+
+
+# --------------------------------------------------------------------------- run folder
+
+def settings_of(args):
+    return {k: v for k, v in vars(args).items() if k not in ("resume", "tfds_dir", "cache")}
+
+
+def library_versions():
+    import keras
+    import numpy
+    import tensorflow
+
+    return {"python": platform.python_version(), "tensorflow": tensorflow.__version__,
+            "keras": keras.__version__, "numpy": numpy.__version__}
+
+
+def read_history(path, last_epoch):
+    """History rows up to ``last_epoch`` (drops rows an interrupted epoch may have left)."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    for row in rows:
+        row["epoch"] = int(row["epoch"])
+    return [row for row in rows if row["epoch"] <= last_epoch]
+
+
+def write_history(path, rows):
+    from fileio import atomic_path
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: row.get(k, "") for k in HISTORY_FIELDS})
+
+
+def plot_loss_curves(path, rows, title):
+    """Training and validation loss per epoch, and validation PSNR beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fileio import atomic_path
+
+    epochs = [r["epoch"] for r in rows]
+    fig, (ax_loss, ax_psnr) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [r["loss"] for r in rows], "o-", label="training")
+    ax_loss.plot(epochs, [r["val_loss"] for r in rows], "s-", label="validation")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("loss")
+    ax_loss.set_yscale("log")
+    ax_loss.legend()
+    ax_loss.grid(alpha=0.3)
+    ax_psnr.plot(epochs, [r["psnr"] for r in rows], "o-", label="training")
+    ax_psnr.plot(epochs, [r["val_psnr"] for r in rows], "s-", label="validation")
+    ax_psnr.set_xlabel("epoch")
+    ax_psnr.set_ylabel("PSNR-Y (dB, shaved, float outputs)")
+    ax_psnr.legend()
+    ax_psnr.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def save_h5(model, path):
+    """Inference-only .h5 (no optimizer or compile state), written atomically."""
+    from fileio import atomic_path
+
+    with atomic_path(path) as tmp:
+        model.save(tmp, include_optimizer=False)
+
+
+def prepare_run_folder(args):
+    """Return (initial_epoch, history rows, state weights path or None); writes config.json."""
+    from fileio import write_text
+
+    state_path = os.path.join(args.out, "state", "state.json")
+    config_path = os.path.join(args.out, "config.json")
+    if args.resume and os.path.exists(state_path):
+        with open(config_path) as f:
+            saved = json.load(f)
+        differ = [f"--{k.replace('_', '-')} {saved['settings'].get(k)!r} (run) vs {v!r} (now)"
+                  for k, v in settings_of(args).items()
+                  if k in RESUME_KEYS and saved["settings"].get(k) != v]
+        if differ:
+            raise UsageError(f"cannot resume {args.out} with other settings: " + "; ".join(differ))
+        with open(state_path) as f:
+            state = json.load(f)
+        epoch = int(state["epoch"])
+        history = read_history(os.path.join(args.out, "history.csv"), epoch)
+        if len(history) != epoch:
+            raise UsageError(f"{args.out}/history.csv has {len(history)} rows for {epoch} epochs")
+        saved["settings"]["epochs"] = args.epochs
+        saved.setdefault("resumed", []).append({"at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                                "from_epoch": epoch})
+        write_text(config_path, json.dumps(saved, indent=2) + "\n")
+        return epoch, history, os.path.join(args.out, "state", state["weights"])
+    existing = [f for f in RUN_FILES if os.path.exists(os.path.join(args.out, f))]
+    if existing and not args.resume:
+        raise UsageError(f"{args.out} already holds a run ({', '.join(existing)}); "
+                         "add --resume to continue it or choose another --out")
+    if args.resume and set(existing) - {"config.json"}:
+        raise UsageError(f"{args.out} holds a run with no resume state (state/state.json): "
+                         "nothing to resume; choose another --out")
+    # Here: a new folder, or --resume of a run killed before its first epoch ended.
+    config = {"settings": settings_of(args), "versions": library_versions(),
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": sys.argv}
+    write_text(config_path, json.dumps(config, indent=2) + "\n")
+    return 0, [], None
+
+
+# --------------------------------------------------------------------------- callback
+
+def make_run_recorder(args, history, best_val_psnr):
+    import keras
+
+    from fileio import write_text
+
+    state_dir = os.path.join(args.out, "state")
+
+    class RunRecorder(keras.callbacks.Callback):
+        """Per epoch: history.csv, loss_curves.png, last.h5, model.h5 (if best),
+        then the resume state; state.json is written last, so it only ever
+        names a complete epoch.  (Keras' BackupAndRestore writes in place,
+        which a kill mid-write can corrupt.)"""
+
+        def __init__(self):
+            super().__init__()
+            self.best = best_val_psnr
+            self.started = time.time()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            lr = self.model.optimizer.learning_rate
+            row = {"epoch": epoch + 1, "loss": logs.get("loss"), "val_loss": logs.get("val_loss"),
+                   "psnr": logs.get("psnr"), "val_psnr": logs.get("val_psnr"),
+                   "lr": float(keras.ops.convert_to_numpy(lr)),
+                   "seconds": round(time.time() - self.started, 1)}
+            history.append(row)
+            write_history(os.path.join(args.out, "history.csv"), history)
+            plot_loss_curves(os.path.join(args.out, "loss_curves.png"), history,
+                             f"{args.model} x{args.scale} on {args.data}")
+            save_h5(self.model, os.path.join(args.out, "last.h5"))
+            val_psnr = row["val_psnr"]
+            if val_psnr is not None and (self.best is None or val_psnr > self.best):
+                self.best = val_psnr
+                save_h5(self.model, os.path.join(args.out, "model.h5"))
+            os.makedirs(state_dir, exist_ok=True)
+            weights_name = f"epoch-{epoch + 1:04d}.weights.h5"
+            self.model.save_weights(os.path.join(state_dir, weights_name))  # new file each epoch
+            write_text(os.path.join(state_dir, "state.json"),
+                       json.dumps({"epoch": epoch + 1, "weights": weights_name,
+                                   "best_val_psnr": self.best}) + "\n")
+            for old in glob.glob(os.path.join(state_dir, "epoch-*.weights.h5")):
+                if os.path.basename(old) != weights_name:
+                    os.remove(old)
+
+    return RunRecorder()
+
+
+# --------------------------------------------------------------------------- training
+
+def build_datasets(args):
+    import data
+
+    if args.data == "div2k":
+        data.check_tfds_available(args.scale, args.tfds_dir)  # fail in seconds, not minutes
+    train_pairs = data.pair_dataset(args.data, "train", args.scale, tfds_data_dir=args.tfds_dir)
+    if args.val_data:
+        val_pairs = data.pair_dataset(args.val_data, "validation", args.scale, holdout=False,
+                                      tfds_data_dir=args.tfds_dir)
+    else:
+        val_pairs = data.pair_dataset(args.data, "validation", args.scale,
+                                      tfds_data_dir=args.tfds_dir)
+    train = data.training_dataset(train_pairs, args.patch_size, args.scale, args.batch_size,
+                                  args.patches_per_image, cache=args.cache, seed=args.seed)
+    val = data.validation_dataset(val_pairs, args.val_patch_size, args.scale, args.val_crops,
+                                  args.batch_size)
+    batches = sum(1 for _ in val)  # also fills the validation cache
+    if not batches:
+        raise data.DataError(f"no validation image is at least {args.val_patch_size} px "
+                             "on each side; lower --val-patch-size")
+    import tensorflow as tf
+
+    return train, val.apply(tf.data.experimental.assert_cardinality(batches))
+
+
+def compile_model(args):
+    import keras
+
+    import metrics
+    import model as models
+
+    keras.utils.set_random_seed(args.seed)
+    options = {"kernel_initializer": args.init}
+    if args.model == "three_conv":
+        options["widths"] = tuple(args.widths)
+    net = models.build_model(args.model, args.scale, **options)
+    total_steps = args.epochs * args.steps_per_epoch
+    if args.lr_schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            args.lr, decay_steps=total_steps, alpha=args.lr_floor)
+    else:
+        learning_rate = args.lr
+    loss = "mean_squared_error" if args.loss == "mse" else "mean_absolute_error"
+    net.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss,
+                metrics=[metrics.make_psnr_y_metric(args.scale)])
+    return net
+
+
+def train(args):
+    """Run (or resume) training; returns the history rows."""
+    import keras
+
+    os.makedirs(args.out, exist_ok=True)
+    train_ds, val_ds = build_datasets(args)
+    initial_epoch, history, state_weights = prepare_run_folder(args)
+    net = compile_model(args)
+    if state_weights:
+        net.optimizer.build(net.trainable_variables)
+        net.load_weights(state_weights)
+        print(f"resuming {args.out} after epoch {initial_epoch}")
+    if initial_epoch >= args.epochs:
+        print(f"{args.out} already finished {initial_epoch} epochs")
+        return history
+    best = max((r["val_psnr"] for r in history), default=None)
+    net.fit(train_ds, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+            initial_epoch=initial_epoch, validation_data=val_ds, verbose="auto", shuffle=False,
+            callbacks=[keras.callbacks.TerminateOnNaN(), make_run_recorder(args, history, best)])
+    if history and history[-1]["epoch"] == args.epochs:
+        print(f"done: {args.out}/model.h5 (best val PSNR-Y {max(r['val_psnr'] for r in history):.2f} dB "
+              f"on float outputs, {args.scale}-px shave)")
+    else:
+        raise UsageError("training stopped early (NaN loss?); see history.csv")
+    return history
+
+
+def quiet_tensorflow():
+    """Hide TensorFlow's start-up chatter (no-GPU notices, legacy-.h5 warnings)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    quiet_tensorflow()
+    import data
+
+    try:
+        train(args)
+    except (data.DataError, UsageError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with the same command plus --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

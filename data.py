@@ -355,13 +355,17 @@ def _gather_crops(image, ys, xs, size):
     return tf.gather(rows, xs[:, None] + offsets[None, :], axis=2, batch_dims=1)
 
 
+def transform(image, flip, rotations):
+    """One of the 8 symmetries of the square: optional horizontal flip, then rot90 x k."""
+    image = tf.cond(flip, lambda: tf.image.flip_left_right(image), lambda: image)
+    return tf.image.rot90(image, rotations)
+
+
 def augment(hr, lr, seed):
-    """The same random horizontal flip and rot90 (the 8 symmetries of the square) on both."""
+    """The same random flip and rotation on both images of a pair."""
     choice = tf.random.stateless_uniform([2], seed, 0, 4, dtype=tf.int32)
     flip = tf.equal(choice[0] % 2, 1)
-    hr = tf.cond(flip, lambda: tf.image.flip_left_right(hr), lambda: hr)
-    lr = tf.cond(flip, lambda: tf.image.flip_left_right(lr), lambda: lr)
-    return tf.image.rot90(hr, choice[1]), tf.image.rot90(lr, choice[1])
+    return transform(hr, flip, choice[1]), transform(lr, flip, choice[1])
 
 
 def _large_enough(patch_size, scale):

@@ -1,0 +1,41 @@
+import os
+import sys
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+SHARED_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data"))
+needs_shared_data = pytest.mark.skipif(
+    not os.path.isdir(os.path.join(SHARED_DATA, "Set5")),
+    reason=f"benchmark images not found at {SHARED_DATA} (they live beside the project, "
+           "not in it; see README)")
+
+
+def smooth_image(height, width, seed=0):
+    """A photo-like uint8 RGB image: smooth colour fields plus mild texture."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width] / max(height, width)
+    channels = []
+    for c in range(3):
+        fx, fy, phase = rng.uniform(1, 6, 2).tolist() + [rng.uniform(0, 6.28)]
+        channels.append(0.5 + 0.35 * np.sin(2 * np.pi * (fx * xx + fy * yy) + phase))
+    image = np.stack(channels, -1) + rng.normal(0, 0.03, (height, width, 3))
+    return np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
+
+
+def write_png(path, image):
+    from PIL import Image
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(image).save(path)
+
+
+def run_python(args, cwd=REPO, timeout=300):
+    """Run a repo script in a fresh interpreter; returns CompletedProcess."""
+    import subprocess
+
+    return subprocess.run([sys.executable] + args, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)

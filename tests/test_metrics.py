@@ -1,0 +1,81 @@
+import glob
+import os
+
+import numpy as np
+import pytest
+from conftest import SHARED_DATA, needs_shared_data, smooth_image
+
+import bicubic
+import metrics
+
+
+def test_y_is_matlab_rgb2ycbcr_unrounded():
+    rgb = np.array([[[0, 0, 0], [255, 255, 255], [255, 0, 0], [10, 200, 30]]], np.uint8)
+    expected = 16 + (65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255
+    np.testing.assert_allclose(metrics.rgb_to_y(rgb), expected)
+    np.testing.assert_allclose(metrics.rgb_to_y(rgb)[0, :2], [16.0, 235.0])
+
+
+def test_gray_images_are_scored_as_they_are():
+    gray = smooth_image(20, 20)[..., 0]
+    np.testing.assert_array_equal(metrics.rgb_to_y(gray), gray.astype(np.float64))
+    rgb = np.repeat(gray[..., None], 3, axis=-1)
+    np.testing.assert_array_equal(metrics.rgb_to_gray(rgb), gray)
+
+
+def test_psnr_known_value_and_identity():
+    a = np.zeros((10, 10))
+    b = np.full((10, 10), 5.0)                    # MSE 25
+    assert metrics.psnr(a, b) == pytest.approx(10 * np.log10(255 ** 2 / 25))
+    assert metrics.psnr(a, a) == float("inf")
+
+
+def test_shave_removes_scale_pixels_each_side():
+    assert metrics.shave(np.zeros((20, 30)), 4).shape == (12, 22)
+
+
+def _skimage_scores(hr, test, scale):
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    a = metrics.shave(metrics.rgb_to_y(hr), scale)
+    b = metrics.shave(metrics.rgb_to_y(test), scale)
+    return (peak_signal_noise_ratio(a, b, data_range=255),
+            structural_similarity(a, b, gaussian_weights=True, sigma=1.5,
+                                  use_sample_covariance=False, data_range=255))
+
+
+def test_agrees_with_scikit_image_on_synthetic_pair():
+    hr = smooth_image(96, 80)
+    up = bicubic.upscale(bicubic.downscale(hr))
+    psnr, ssim = metrics.psnr_ssim_y(hr, up, 4)
+    ref_psnr, ref_ssim = _skimage_scores(hr, up, 4)
+    assert psnr == pytest.approx(ref_psnr, abs=1e-6)
+    assert ssim == pytest.approx(ref_ssim, abs=1e-4)
+
+
+@needs_shared_data
+def test_agrees_with_scikit_image_on_real_images():
+    from PIL import Image
+
+    for hr_path in sorted(glob.glob(os.path.join(SHARED_DATA, "Set14", "HR", "*.png")))[:6]:
+        hr = np.array(Image.open(hr_path))
+        lr = np.array(Image.open(hr_path.replace(os.sep + "HR" + os.sep,
+                                                 os.sep + "LR_bicubic_X4" + os.sep)))
+        up = bicubic.upscale(lr)
+        psnr, ssim = metrics.psnr_ssim_y(hr, up, 4)
+        ref_psnr, ref_ssim = _skimage_scores(hr, up, 4)
+        assert psnr == pytest.approx(ref_psnr, abs=1e-6), hr_path
+        assert ssim == pytest.approx(ref_ssim, abs=1e-4), hr_path
+
+
+def test_keras_metric_matches_numpy_psnr_on_y():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+    truth = rng.uniform(0, 1, (2, 24, 24, 3)).astype(np.float32)
+    pred = np.clip(truth + rng.normal(0, 0.05, truth.shape), 0, 1).astype(np.float32)
+    values = metrics.make_psnr_y_metric(4)(tf.constant(truth), tf.constant(pred)).numpy()
+    for i in range(2):
+        expected = metrics.psnr(metrics.shave(metrics.rgb_to_y(truth[i] * 255), 4),
+                                metrics.shave(metrics.rgb_to_y(pred[i] * 255), 4))
+        assert values[i] == pytest.approx(expected, abs=1e-3)

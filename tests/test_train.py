@@ -1,0 +1,121 @@
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import REPO, run_python
+
+import train
+
+DEMO_ARGS = ["--data", "demo", "--steps-per-epoch", "6", "--batch-size", "4",
+             "--val-crops", "2", "--patches-per-image", "2"]
+
+
+def _epochs(run_dir):
+    with open(os.path.join(run_dir, "history.csv"), newline="") as f:
+        return [int(row["epoch"]) for row in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("runs") / "demo")
+    assert train.main(DEMO_ARGS + ["--epochs", "2", "--out", out]) == 0
+    return out
+
+
+def test_demo_run_writes_the_five_files(demo_run):
+    for name in train.RUN_FILES:
+        assert os.path.getsize(os.path.join(demo_run, name)) > 0, name
+    assert _epochs(demo_run) == [1, 2]
+    with open(os.path.join(demo_run, "history.csv"), newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert set(("loss", "val_loss", "psnr", "val_psnr")) <= set(rows[0])
+    assert all(np.isfinite(float(row["val_psnr"])) for row in rows)
+    with open(os.path.join(demo_run, "config.json")) as f:
+        config = json.load(f)
+    assert config["settings"]["batch_size"] == 4 and "tensorflow" in config["versions"]
+    from PIL import Image
+
+    assert Image.open(os.path.join(demo_run, "loss_curves.png")).size[0] > 300
+
+
+def test_saved_model_reproduces_outputs_in_a_new_process(demo_run, tmp_path):
+    import keras
+
+    import model  # noqa: F401
+
+    net = keras.models.load_model(os.path.join(demo_run, "model.h5"))
+    lr = np.random.default_rng(0).uniform(size=(1, 10, 13, 3)).astype(np.float32)
+    np.save(tmp_path / "lr.npy", lr)
+    np.save(tmp_path / "out.npy", np.asarray(net(lr)))
+    script = ("import numpy as np, keras\nimport model\n"
+              f"net = keras.models.load_model({os.path.join(demo_run, 'model.h5')!r})\n"
+              f"out = np.asarray(net(np.load({str(tmp_path / 'lr.npy')!r})))\n"
+              f"assert np.array_equal(out, np.load({str(tmp_path / 'out.npy')!r}))\n")
+    result = run_python(["-c", script])
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_existing_run_is_not_overwritten(demo_run, capsys):
+    before = os.path.getmtime(os.path.join(demo_run, "model.h5"))
+    assert train.main(DEMO_ARGS + ["--epochs", "2", "--out", demo_run]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert os.path.getmtime(os.path.join(demo_run, "model.h5")) == before
+
+
+def test_resume_with_other_settings_is_refused(demo_run, capsys):
+    assert train.main(DEMO_ARGS[:-2] + ["--patches-per-image", "3", "--epochs", "3",
+                                        "--resume", "--out", demo_run]) == 2
+    assert "patches-per-image" in capsys.readouterr().err
+
+
+def test_resume_extends_a_finished_run(demo_run):
+    assert train.main(DEMO_ARGS + ["--epochs", "3", "--resume", "--out", demo_run]) == 0
+    assert _epochs(demo_run) == [1, 2, 3]
+
+
+def test_div2k_without_network_stops_with_one_message(monkeypatch, tmp_path, capsys):
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    code = train.main(["--out", str(tmp_path / "run"), "--tfds-dir", str(tmp_path / "tfds")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("error: DIV2K") and "--data demo" in err[-1]
+
+
+def test_sigkill_during_second_epoch_then_resume(tmp_path):
+    out = str(tmp_path / "killed")
+    command = [sys.executable, "train.py"] + DEMO_ARGS[:2] + [
+        "--steps-per-epoch", "400", "--batch-size", "4", "--val-crops", "2",
+        "--epochs", "3", "--out", out]
+    state = os.path.join(out, "state", "state.json")
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and not os.path.exists(state):
+            assert process.poll() is None, "training ended before its first epoch finished"
+            time.sleep(0.2)
+        time.sleep(1.0)                       # well into epoch 2 (400 steps)
+        assert process.poll() is None, "training finished before it could be killed"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    with open(state) as f:
+        assert json.load(f)["epoch"] == 1
+    result = subprocess.run(command + ["--resume"], cwd=REPO, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "resuming" in result.stdout and "after epoch 1" in result.stdout
+    assert _epochs(out) == [1, 2, 3]

@@ -53,7 +53,7 @@ def model_scale(net):
 
 
 def _run(net, lr_float):
-    return np.asarray(net(lr_float[None], training=False)[0])
+    return net(lr_float[None], training=False)[0].numpy()
 
 
 def to_uint8(image_float):

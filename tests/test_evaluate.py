@@ -1,0 +1,105 @@
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+from conftest import SHARED_DATA, needs_shared_data, smooth_image, write_png
+
+import evaluate
+import model as models
+
+# Published x4 bicubic rows (EDSR / SwinIR tables): PSNR-Y, SSIM-Y, 4-pixel shave.
+PUBLISHED_BICUBIC = {"Set5": (28.42, 0.8104), "Set14": (26.00, 0.7027), "B100": (25.96, 0.6675)}
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    path = str(tmp_path_factory.mktemp("model") / "net.h5")
+    models.three_conv(scale=4, widths=(8, 8)).save(path)
+    return path
+
+
+@pytest.fixture
+def hr_folder(tmp_path):
+    folder = tmp_path / "mini"
+    write_png(str(folder / "a.png"), smooth_image(64, 80, seed=1))
+    write_png(str(folder / "b.png"), smooth_image(72, 48, seed=2))
+    write_png(str(folder / "g.png"), smooth_image(48, 48, seed=3)[..., 0])
+    return str(folder)
+
+
+@needs_shared_data
+def test_bicubic_rows_reproduce_published_numbers(model_path, tmp_path, capsys):
+    sets = [os.path.join(SHARED_DATA, name) for name in PUBLISHED_BICUBIC]
+    assert evaluate.main(["--model", model_path, "--data", *sets,
+                          "--json", str(tmp_path / "scores.json")]) == 0
+    with open(tmp_path / "scores.json") as f:
+        scores = json.load(f)
+    assert scores["scale"] == 4 and "Y" in scores["convention"]
+    for name, (psnr, ssim) in PUBLISHED_BICUBIC.items():
+        bicubic_row = scores["sets"][name]["bicubic"]
+        assert bicubic_row["psnr"] == pytest.approx(psnr, abs=0.02), name
+        assert bicubic_row["ssim"] == pytest.approx(ssim, abs=0.002), name
+    assert scores["sets"]["Set14"]["n"] == 14 and scores["sets"]["B100"]["n"] == 100
+    table = capsys.readouterr().out
+    assert "Set5" in table and "B100" in table and "shaved" in table
+
+
+def test_json_csv_and_saved_images_agree_with_an_independent_scorer(model_path, hr_folder,
+                                                                    tmp_path):
+    from PIL import Image
+    from skimage.metrics import peak_signal_noise_ratio
+
+    import metrics
+
+    out = tmp_path / "out"
+    args = ["--model", model_path, "--data", hr_folder, "--rgb", "--json", str(out / "s.json"),
+            "--csv", str(out / "s.csv"), "--save-images", str(out / "sr")]
+    assert evaluate.main(args) == 0
+    with open(out / "s.json") as f:
+        scores = json.load(f)["sets"]["mini"]
+    assert scores["n"] == 3
+    with open(out / "s.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["name"] for r in rows] == ["a", "b", "g"]
+    for image in scores["images"]:
+        hr = np.array(Image.open(os.path.join(hr_folder, image["name"] + ".png")))
+        hr = hr[: hr.shape[0] // 4 * 4, : hr.shape[1] // 4 * 4]
+        sr = np.array(Image.open(out / "sr" / "mini" / (image["name"] + ".png")))
+        assert sr.shape == hr.shape                  # gray in, gray out
+        reference = peak_signal_noise_ratio(metrics.shave(metrics.rgb_to_y(hr), 4),
+                                            metrics.shave(metrics.rgb_to_y(sr), 4),
+                                            data_range=255)
+        assert image["model_psnr"] == pytest.approx(reference, abs=0.01)
+    mean = np.mean([i["model_psnr"] for i in scores["images"]])
+    assert scores["model"]["psnr"] == pytest.approx(mean)
+
+
+def test_limit_takes_the_first_images(model_path, hr_folder, tmp_path):
+    assert evaluate.main(["--model", model_path, "--data", hr_folder, "--limit", "1",
+                          "--json", str(tmp_path / "s.json")]) == 0
+    with open(tmp_path / "s.json") as f:
+        assert json.load(f)["sets"]["mini"]["n"] == 1
+
+
+def test_missing_model_is_a_clear_error(hr_folder, tmp_path, capsys):
+    assert evaluate.main(["--model", str(tmp_path / "none.h5"), "--data", hr_folder]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "train.py" in err and "\n" not in err
+
+
+def test_bad_data_is_a_clear_error(model_path, tmp_path, capsys):
+    assert evaluate.main(["--model", model_path, "--data", str(tmp_path / "nothing")]) == 2
+    assert capsys.readouterr().err.startswith("error:")
+
+
+def test_existing_json_is_not_overwritten(model_path, hr_folder, tmp_path, capsys):
+    target = tmp_path / "keep.json"
+    target.write_text("mine")
+    assert evaluate.main(["--model", model_path, "--data", hr_folder,
+                          "--json", str(target)]) == 2
+    assert target.read_text() == "mine" and "--overwrite" in capsys.readouterr().err

@@ -49,21 +49,12 @@ class DataError(Exception):
 
 def read_image_file(path):
     """Read any image file Pillow knows as uint8 RGB (H, W, 3), EXIF orientation applied."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    import images
 
     try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            img.seek(0)
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                # 16-bit grayscale: scale down to 8 bits before RGB conversion.
-                array = np.asarray(img, dtype=np.float64)
-                peak = 65535.0 if array.max() > 255 else 255.0
-                array = np.round(array * (255.0 / peak)).astype(np.uint8)
-                return np.repeat(array[..., None], 3, axis=-1)
-            return np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise DataError(f"cannot read image {path}: {error}") from None
+        return images.to_uint8(images.read_image(path).rgb)
+    except images.ImageReadError as error:
+        raise DataError(str(error)) from None
 
 
 def _decode_file(path):

@@ -7,6 +7,8 @@ import os
 
 import numpy as np
 
+from images import to_uint8
+
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODEL = os.path.join(REPO_DIR, "weights", "three_conv_x4.h5")
 TRAIN_HINT = ("train one with `python train.py --data demo --out runs/demo` "
@@ -56,61 +58,41 @@ def _run(net, lr_float):
     return net(lr_float[None], training=False)[0].numpy()
 
 
-def to_uint8(image_float):
-    """[0, 1] float to 8 bits, as a saved PNG would be (clip, round half up)."""
-    return np.clip(np.floor(np.asarray(image_float) * 255.0 + 0.5), 0, 255).astype(np.uint8)
+def tiled(fn, image, scale, tile=None, overlap=4, convert=None):
+    """Apply ``fn`` (a local operator that upscales by ``scale``) to ``image`` in
+    tiles of at most ``tile`` x ``tile`` pixels, each given ``overlap`` pixels of
+    real context on every side, keeping only each tile's own part of the result.
 
-
-def super_resolve_float(net, lr, tile=None, overlap=None):
-    """Float32 SR output in [0, 1]-ish of an RGB uint8 (H, W, 3) image.
-
-    With ``tile`` set, the LR image is processed in tiles of at most
-    ``tile`` x ``tile`` pixels, each padded by ``overlap`` LR pixels of real
-    image context (default: the model's receptive radius), and only the tile's
-    own part of each result is kept: the stitched output equals whole-image
-    inference, while memory depends on the tile size only.
+    When ``overlap`` covers ``fn``'s reach (the receptive radius for a
+    convolutional model), the result equals ``fn(image)``, while working memory
+    depends on the tile size alone.  ``convert`` (e.g. to 8 bits) is applied to
+    each piece as it comes, so a large float output never exists.
     """
-    import model as models
-
-    scale = model_scale(net)
-    lr_float = np.asarray(lr, np.float32) / 255.0
-    height, width = lr_float.shape[:2]
+    convert = convert or (lambda piece: piece)
+    height, width = image.shape[:2]
     if tile is None or (height <= tile and width <= tile):
-        return _run(net, lr_float)
-    if overlap is None:
-        overlap = models.receptive_radius(net)
-    out = np.empty((height * scale, width * scale, 3), np.float32)
-    for top, left, piece in iter_tiles(net, lr_float, tile, overlap, scale):
-        out[top:top + piece.shape[0], left:left + piece.shape[1]] = piece
-    return out
-
-
-def iter_tiles(net, lr_float, tile, overlap, scale):
-    """Yield (top, left, sr_piece) in HR coordinates for each LR tile."""
-    height, width = lr_float.shape[:2]
+        return convert(fn(image))
+    out = None
     for y0 in range(0, height, tile):
         for x0 in range(0, width, tile):
             y1, x1 = min(y0 + tile, height), min(x0 + tile, width)
             py0, px0 = max(y0 - overlap, 0), max(x0 - overlap, 0)
             py1, px1 = min(y1 + overlap, height), min(x1 + overlap, width)
-            result = _run(net, lr_float[py0:py1, px0:px1])
+            result = fn(image[py0:py1, px0:px1])
             oy, ox = (y0 - py0) * scale, (x0 - px0) * scale
-            yield (y0 * scale, x0 * scale,
-                   result[oy:oy + (y1 - y0) * scale, ox:ox + (x1 - x0) * scale])
+            piece = convert(result[oy:oy + (y1 - y0) * scale, ox:ox + (x1 - x0) * scale])
+            if out is None:
+                out = np.empty((height * scale, width * scale) + piece.shape[2:], piece.dtype)
+            out[y0 * scale:y1 * scale, x0 * scale:x1 * scale] = piece
+    return out
 
 
-def super_resolve(net, lr, tile=None):
-    """8-bit SR output of an RGB uint8 image; tiles are converted to 8 bits as they
-    come, so a large output never exists in float32."""
+def super_resolve(net, lr, tile=None, convert=to_uint8):
+    """SR output of an RGB image (uint8, or float in [0, 1]); by default rounded to
+    8 bits as a saved PNG would be.  ``tile`` bounds memory without changing the
+    result (overlap = the model's receptive radius)."""
     import model as models
 
-    if tile is None:
-        return to_uint8(super_resolve_float(net, lr))
-    scale = model_scale(net)
-    lr_float = np.asarray(lr, np.float32) / 255.0
-    height, width = lr_float.shape[:2]
-    out = np.empty((height * scale, width * scale, 3), np.uint8)
-    overlap = models.receptive_radius(net)
-    for top, left, piece in iter_tiles(net, lr_float, tile, overlap, scale):
-        out[top:top + piece.shape[0], left:left + piece.shape[1]] = to_uint8(piece)
-    return out
+    lr_float = lr.astype(np.float32) / 255.0 if lr.dtype == np.uint8 else lr.astype(np.float32)
+    return tiled(lambda piece: _run(net, piece), lr_float, model_scale(net), tile,
+                 models.receptive_radius(net), convert)

@@ -76,5 +76,6 @@ def make_psnr_y_metric(scale):
 def rgb_to_gray(image):
     """8-bit grayscale of an 8-bit RGB image by the same BT.601 luma as ``rgb_to_y``
     (full range, so a gray image gives back its own values)."""
-    gray = (rgb_to_y(image) - 16.0) * (255.0 / 219.0)
-    return np.clip(np.floor(gray + 0.5), 0, 255).astype(np.uint8)
+    from images import luma, to_uint8
+
+    return to_uint8(luma(np.asarray(image, np.float32) / 255.0))

@@ -1,0 +1,232 @@
+"""Upscale images x4 with a trained model.
+
+    python predict.py photo.jpg                 # writes photo_x4.png beside it
+    python predict.py photo.jpg -o big.png --compare
+    python predict.py holiday/ -o holiday_x4/   # every image in a folder
+
+Any size runs in bounded memory: the model works on overlapping tiles whose
+stitched result equals whole-image inference exactly.  Mode and bit depth
+follow the input (see images.py and the README).
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+# LR tile side: working memory scales with tile^2 (about 0.6 GB for a 128-wide
+# model at 512), not with the image; overlap costs (1 + 8/tile)^2 of the work.
+DEFAULT_TILE = 512
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Super-resolve images x4 (or the model's scale). Writes PNG.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add = parser.add_argument
+    add("inputs", nargs="+", metavar="INPUT", help="image files and/or folders of images")
+    add("-o", "--output", default=None,
+        help="output file (one input) or folder (several inputs or a folder); "
+             "default: NAME_x4.png beside each input")
+    add("--model", default=None, help="model .h5 (default: the shipped weights/three_conv_x4.h5)")
+    add("--tile", type=int, default=DEFAULT_TILE,
+        help="LR tile side in pixels (bounds memory; the result does not depend on it); "
+             "0 runs the whole image at once")
+    add("--overwrite", action="store_true", help="replace existing output files")
+    add("--compare", action="store_true",
+        help="also write NAME_x4_compare.png: nearest, bicubic and model side by side, "
+             "with the same zoomed crop")
+    args = parser.parse_args(argv)
+    if args.tile < 0:
+        parser.error("--tile must be 0 or positive")
+    return args
+
+
+class UsageError(Exception):
+    pass
+
+
+def expand_inputs(inputs):
+    """Files as given, folders as their image files (sorted, not recursive)."""
+    from data import IMAGE_EXTENSIONS
+
+    files = []
+    for item in inputs:
+        if os.path.isdir(item):
+            found = [os.path.join(item, f) for f in sorted(os.listdir(item))
+                     if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")]
+            if not found:
+                raise UsageError(f"{item}: no images found in this folder")
+            files += found
+        else:
+            files.append(item)   # a missing or bad file is reported when it is read
+    return files
+
+
+def output_paths(files, inputs, output, scale):
+    """Where each result goes: beside the input, into a folder, or one named file."""
+    suffix = f"_x{scale}.png"
+    stems = [os.path.splitext(os.path.basename(f))[0] for f in files]
+    if output is None:
+        return [os.path.join(os.path.dirname(f), stem + suffix) for f, stem in zip(files, stems)]
+    many = len(files) > 1 or any(os.path.isdir(i) for i in inputs)
+    if not many and not os.path.isdir(output):
+        return [output]
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise UsageError(f"-o {output}: is a file, but several inputs need a folder")
+    if len(set(stems)) < len(stems):
+        raise UsageError("two inputs share a name; give them separate output folders")
+    return [os.path.join(output, stem + suffix) for stem in stems]
+
+
+def upscale_image(net, image, tile=None):
+    """Upscale a UserImage; returns the array to write (uint8/uint16, mode as the input)."""
+    import bicubic
+    import images
+    import inference
+
+    scale = inference.model_scale(net)
+    convert = images.to_uint16 if image.bits == 16 else images.to_uint8
+    if image.gray:
+        # The model sees the gray image as RGB; its output becomes gray by BT.601 luma.
+        out = inference.super_resolve(net, image.rgb, tile, lambda p: convert(images.luma(p)))
+    else:
+        out = inference.super_resolve(net, image.rgb, tile, convert)
+    if image.alpha is not None:
+        alpha = inference.tiled(lambda p: bicubic.imresize(p, scale=scale), image.alpha, scale,
+                                tile, overlap=4, convert=convert)
+        out = np.concatenate([out[..., None] if out.ndim == 2 else out, alpha[..., None]], -1)
+    return out
+
+
+def _display_rgb(array):
+    """Any output array (gray/RGB, +alpha, 8/16-bit) as 8-bit RGB for a figure."""
+    if array.dtype == np.uint16:
+        array = (array.astype(np.uint32) * 255 + 32767) // 65535
+    array = array.astype(np.uint8)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.shape[-1] in (1, 2):
+        array = np.repeat(array[..., :1], 3, axis=-1)
+    return array[..., :3]
+
+
+def write_comparison(path, lr_rgb, sr, scale, crop=None):
+    """The model's output whole, then nearest, bicubic and model on the same zoomed
+    crop (``crop`` LR pixels, where the image has most detail)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    import bicubic
+    import images
+    from fileio import atomic_path
+
+    lr8 = images.to_uint8(lr_rgb)
+    sr8 = _display_rgb(sr)
+    crop = crop or max(8, min(48, min(lr8.shape[:2]) // 3))
+    crop = min(crop, *lr8.shape[:2])
+    top, left = _busiest_window(lr8, crop)
+    # Bicubic only around the crop (with margin for the kernel), not the whole image.
+    margin = 4
+    y0, x0 = max(top - margin, 0), max(left - margin, 0)
+    y1, x1 = min(top + crop + margin, lr8.shape[0]), min(left + crop + margin, lr8.shape[1])
+    cubic = bicubic.upscale(lr8[y0:y1, x0:x1], scale)
+    oy, ox = (top - y0) * scale, (left - x0) * scale
+    size = crop * scale
+    zooms = (
+        ("nearest", np.repeat(np.repeat(lr8[top:top + crop, left:left + crop], scale, 0),
+                              scale, 1)),
+        ("bicubic (MATLAB imresize)", cubic[oy:oy + size, ox:ox + size]),
+        ("model", sr8[top * scale:top * scale + size, left * scale:left * scale + size]),
+    )
+    step = max(1, max(sr8.shape[:2]) // 1200)   # a large output is shown subsampled
+    fig = plt.figure(figsize=(12, 9))
+    overview = fig.add_subplot(2, 1, 1)
+    overview.imshow(sr8[::step, ::step])
+    overview.add_patch(Rectangle((left * scale / step, top * scale / step), size / step,
+                                 size / step, fill=False, color="red", linewidth=2))
+    overview.set_title(f"model output ({sr8.shape[1]}x{sr8.shape[0]}), red box = zoom")
+    overview.axis("off")
+    for column, (title, image) in enumerate(zooms):
+        axis = fig.add_subplot(2, 3, 4 + column)
+        axis.imshow(image, interpolation="nearest")
+        axis.set_title(title)
+        axis.axis("off")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def _busiest_window(image, size):
+    """Top-left of the size x size window with the most detail (gradient energy)."""
+    gray = image.astype(np.float32).mean(axis=-1)
+    energy = np.abs(np.diff(gray, axis=0))[:, :-1] + np.abs(np.diff(gray, axis=1))[:-1, :]
+    integral = np.pad(energy, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    inner = size - 1
+    if energy.shape[0] < inner or energy.shape[1] < inner:
+        return 0, 0
+    sums = (integral[inner:, inner:] - integral[:-inner, inner:]
+            - integral[inner:, :-inner] + integral[:-inner, :-inner])
+    top, left = np.unravel_index(np.argmax(sums), sums.shape)
+    return int(top), int(left)
+
+
+def predict(args):
+    """Upscale every input; returns the number of inputs that failed."""
+    from tqdm import tqdm
+
+    import images
+    import inference
+
+    files = expand_inputs(args.inputs)
+    net = inference.load_model(args.model)
+    scale = inference.model_scale(net)
+    targets = output_paths(files, args.inputs, args.output, scale)
+    failures = 0
+    progress = tqdm(list(zip(files, targets)), unit="img", disable=len(files) < 2)
+    for source, target in progress:
+        progress.set_postfix_str(os.path.basename(source))
+        compare = os.path.splitext(target)[0] + "_compare.png"
+        existing = [p for p in (target, compare if args.compare else None)
+                    if p and os.path.exists(p)]
+        if existing and not args.overwrite:
+            tqdm.write(f"error: {existing[0]} exists; pass --overwrite to replace it",
+                       file=sys.stderr)
+            failures += 1
+            continue
+        try:
+            image = images.read_image(source)
+        except images.ImageReadError as error:
+            tqdm.write(f"error: {error}", file=sys.stderr)
+            failures += 1
+            continue
+        out = upscale_image(net, image, args.tile or None)
+        images.write_png(target, out)
+        if args.compare:
+            write_comparison(compare, image.rgb, out, scale)
+        tqdm.write(f"{source} -> {target} ({out.shape[1]}x{out.shape[0]})")
+    return failures
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import inference
+
+    try:
+        failures = predict(args)
+    except (UsageError, inference.ModelError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

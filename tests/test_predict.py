@@ -1,0 +1,180 @@
+import os
+
+import numpy as np
+import pytest
+from conftest import smooth_image
+from PIL import Image
+
+import images
+import inference
+import model as models
+import predict
+
+
+@pytest.fixture(scope="module")
+def net():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    return models.three_conv(scale=4, widths=(16, 8))
+
+
+@pytest.fixture(scope="module")
+def model_path(net, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("model") / "net.h5")
+    net.save(path)
+    return path
+
+
+@pytest.mark.parametrize("height,width,tile", [(37, 53, 16), (37, 53, 5), (20, 31, 9),
+                                               (64, 64, 33)])
+def test_tiled_equals_whole_image(net, height, width, tile):
+    lr = smooth_image(height, width, seed=height)
+    whole = inference.super_resolve(net, lr, tile=None, convert=lambda p: p)
+    tiled = inference.super_resolve(net, lr, tile=tile, convert=lambda p: p)
+    assert tiled.shape == whole.shape == (4 * height, 4 * width, 3)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5, rtol=0)
+    whole8 = inference.super_resolve(net, lr)
+    tiled8 = inference.super_resolve(net, lr, tile=tile)
+    # Float round-off may flip a value lying exactly on a rounding boundary, nothing more.
+    assert np.abs(whole8.astype(int) - tiled8.astype(int)).max() <= 1
+    assert np.mean(whole8 != tiled8) < 1e-3
+
+
+def test_too_little_overlap_would_differ(net):
+    lr = smooth_image(40, 40, seed=1).astype(np.float32) / 255
+    whole = inference.tiled(lambda p: inference._run(net, p), lr, 4, None)
+    short = inference.tiled(lambda p: inference._run(net, p), lr, 4, tile=16, overlap=1)
+    assert np.abs(whole - short).max() > 1e-3
+
+
+def _save(path, array, **kwargs):
+    Image.fromarray(array).save(path, **kwargs)
+    return path
+
+
+@pytest.mark.parametrize("ext", ["png", "jpg", "bmp", "tiff", "webp", "gif"])
+def test_formats_round_trip_rgb(model_path, tmp_path, ext):
+    source = _save(str(tmp_path / f"in.{ext}"), smooth_image(13, 17))
+    assert predict.main([source, "--model", model_path]) == 0
+    out = Image.open(tmp_path / "in_x4.png")
+    assert out.size == (68, 52) and out.mode == "RGB"
+
+
+def test_grayscale_stays_grayscale(model_path, tmp_path):
+    source = _save(str(tmp_path / "g.png"), smooth_image(12, 10)[..., 0])
+    assert predict.main([source, "--model", model_path]) == 0
+    out = Image.open(tmp_path / "g_x4.png")
+    assert out.mode == "L" and out.size == (40, 48)
+
+
+def test_rgba_keeps_upscaled_alpha(model_path, tmp_path):
+    import bicubic
+
+    rgba = np.concatenate([smooth_image(12, 14), np.full((12, 14, 1), 255, np.uint8)], -1)
+    rgba[:6, :, 3] = 0
+    source = _save(str(tmp_path / "a.png"), rgba)
+    assert predict.main([source, "--model", model_path]) == 0
+    out = np.array(Image.open(tmp_path / "a_x4.png"))
+    assert out.shape == (48, 56, 4)
+    np.testing.assert_array_equal(out[..., 3], bicubic.upscale(rgba[..., 3]))
+
+
+def test_palette_with_transparency_and_gray_alpha(model_path, tmp_path):
+    palette = Image.fromarray(smooth_image(10, 10)).convert("P", palette=Image.ADAPTIVE)
+    palette.info["transparency"] = 0
+    palette.save(tmp_path / "p.png", transparency=0)
+    assert predict.main([str(tmp_path / "p.png"), "--model", model_path]) == 0
+    assert Image.open(tmp_path / "p_x4.png").mode == "RGBA"
+    la = Image.fromarray(smooth_image(10, 10)[..., 0]).convert("LA")
+    la.save(tmp_path / "la.png")
+    assert predict.main([str(tmp_path / "la.png"), "--model", model_path]) == 0
+    assert Image.open(tmp_path / "la_x4.png").mode == "LA"
+
+
+def test_sixteen_bit_stays_sixteen_bit(model_path, tmp_path):
+    import tensorflow as tf
+
+    rgb16 = (smooth_image(9, 11).astype(np.uint16) * 257)
+    (tmp_path / "c16.png").write_bytes(tf.io.encode_png(rgb16).numpy())
+    gray16 = rgb16[..., :1]
+    (tmp_path / "g16.png").write_bytes(tf.io.encode_png(gray16).numpy())
+    assert predict.main([str(tmp_path / "c16.png"), str(tmp_path / "g16.png"),
+                         "--model", model_path]) == 0
+    c16 = tf.io.decode_png((tmp_path / "c16_x4.png").read_bytes(), dtype=tf.uint16).numpy()
+    g16 = tf.io.decode_png((tmp_path / "g16_x4.png").read_bytes(), dtype=tf.uint16).numpy()
+    assert c16.shape == (36, 44, 3) and g16.shape == (36, 44, 1)
+    assert images._png_bit_depth(str(tmp_path / "c16_x4.png")) == 16
+
+
+def test_exif_orientation_comes_out_upright(model_path, tmp_path):
+    image = Image.fromarray(smooth_image(8, 16))          # 16 wide, 8 tall as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6                                       # "rotate 90 CW to display"
+    image.save(tmp_path / "photo.jpg", exif=exif)
+    assert predict.main([str(tmp_path / "photo.jpg"), "--model", model_path]) == 0
+    assert Image.open(tmp_path / "photo_x4.png").size == (32, 64)   # upright: 8 wide
+
+
+def test_first_frame_of_animated_gif(model_path, tmp_path):
+    frames = [Image.fromarray(smooth_image(8, 8, seed=s)) for s in range(3)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    assert predict.main([str(tmp_path / "anim.gif"), "--model", model_path]) == 0
+    assert Image.open(tmp_path / "anim_x4.png").size == (32, 32)
+
+
+def test_no_overwrite_without_flag(model_path, tmp_path, capsys):
+    source = _save(str(tmp_path / "x.png"), smooth_image(8, 8))
+    target = tmp_path / "x_x4.png"
+    target.write_bytes(b"precious")
+    assert predict.main([source, "--model", model_path]) == 1
+    assert target.read_bytes() == b"precious"
+    assert "--overwrite" in capsys.readouterr().err
+    assert predict.main([source, "--model", model_path, "--overwrite"]) == 0
+    assert Image.open(target).size == (32, 32)
+
+
+def test_named_output_and_output_folder(model_path, tmp_path):
+    one = _save(str(tmp_path / "one.png"), smooth_image(8, 8))
+    assert predict.main([one, "-o", str(tmp_path / "named.png"), "--model", model_path]) == 0
+    assert Image.open(tmp_path / "named.png").size == (32, 32)
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(3):
+        _save(str(folder / f"{i}.jpg"), smooth_image(8, 12, seed=i))
+    assert predict.main([str(folder), "-o", str(tmp_path / "out"), "--model", model_path]) == 0
+    assert sorted(os.listdir(tmp_path / "out")) == ["0_x4.png", "1_x4.png", "2_x4.png"]
+
+
+def test_bad_files_are_reported_in_one_line_and_skipped(model_path, tmp_path, capsys):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    _save(str(folder / "good.png"), smooth_image(8, 8))
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "text.jpg").write_text("not an image")
+    good = (folder / "good.png").read_bytes()
+    (folder / "truncated.png").write_bytes(good[: len(good) // 2])
+    code = predict.main([str(folder), "-o", str(tmp_path / "out"), "--model", model_path])
+    err_lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert code == 1
+    assert os.listdir(tmp_path / "out") == ["good_x4.png"]
+    assert len(err_lines) == 3
+    assert any("empty.png" in l and "empty" in l for l in err_lines)
+    assert any("truncated.png" in l for l in err_lines)
+    assert any("text.jpg" in l for l in err_lines)
+
+
+def test_missing_input_and_missing_model(model_path, tmp_path, capsys):
+    assert predict.main([str(tmp_path / "nope.png"), "--model", model_path]) == 1
+    assert "no such file" in capsys.readouterr().err
+    source = _save(str(tmp_path / "x.png"), smooth_image(8, 8))
+    assert predict.main([source, "--model", str(tmp_path / "none.h5")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "train.py" in err and "\n" not in err
+
+
+def test_compare_figure(model_path, tmp_path):
+    source = _save(str(tmp_path / "c.png"), smooth_image(40, 50))
+    assert predict.main([source, "--model", model_path, "--compare"]) == 0
+    figure = Image.open(tmp_path / "c_x4_compare.png")
+    assert figure.size[0] >= 800

@@ -47,8 +47,9 @@ def parse_args(argv=None):
     add("--steps-per-epoch", type=int, default=1000, help="batches per epoch")
     add("--batch-size", type=int, default=16, help="patches per batch")
     add("--patch-size", type=int, default=64, help="HR patch side (LR patch = this / scale)")
-    add("--patches-per-image", type=int, default=8,
-        help="random crops cut from each decoded image per visit")
+    add("--patches-per-image", type=int, default=0,
+        help="random crops cut from a cached image per visit; 0 = in proportion to its area "
+             "(one per 4 patch areas), which keeps PNG decoding far ahead of training")
     add("--lr", type=float, default=1e-3, help="Adam learning rate (peak, with a schedule)")
     add("--lr-schedule", choices=("constant", "cosine"), default="constant",
         help="learning-rate schedule over all epochs x steps")
@@ -69,8 +70,9 @@ def parse_args(argv=None):
         args.widths = [int(w) for w in args.widths.split(",")]
     except ValueError:
         parser.error(f"--widths must be comma-separated integers, got {args.widths!r}")
-    for name in ("epochs", "steps_per_epoch", "batch_size", "patch_size", "patches_per_image",
-                 "val_crops", "scale"):
+    if args.patches_per_image < 0:
+        parser.error("--patches-per-image must be 0 (auto) or positive")
+    for name in ("epochs", "steps_per_epoch", "batch_size", "patch_size", "val_crops", "scale"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.patch_size % args.scale or args.val_patch_size % args.scale:

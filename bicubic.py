@@ -52,13 +52,16 @@ def _contributions(in_length, out_length, scale, antialias=True):
 
 
 def _resize_axis(image, axis, out_length, scale, antialias):
+    from scipy import sparse
+
     weights, indices = _contributions(image.shape[axis], out_length, scale, antialias)
+    # One sparse (out x in) matrix per axis; repeated mirrored indices are summed.
+    rows = np.repeat(np.arange(out_length), weights.shape[1])
+    matrix = sparse.csr_matrix((weights.ravel(), (rows, indices.ravel())),
+                               shape=(out_length, image.shape[axis]))
     moved = np.moveaxis(image, axis, 0)
-    out = np.zeros((out_length,) + moved.shape[1:], dtype=np.float64)
-    extra_dims = (slice(None),) + (None,) * (moved.ndim - 1)
-    for tap in range(weights.shape[1]):
-        out += weights[:, tap][extra_dims] * moved[indices[:, tap]]
-    return np.moveaxis(out, 0, axis)
+    out = matrix @ moved.reshape(moved.shape[0], -1)
+    return np.moveaxis(out.reshape((out_length,) + moved.shape[1:]), 0, axis)
 
 
 def imresize(image, scale=None, output_shape=None, antialias=True):

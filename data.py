@@ -367,13 +367,14 @@ def _large_enough(patch_size, scale):
 
 
 def patches_per_visit(lr, lr_patch, patches_per_image):
-    """``patches_per_image``, or with 0 ("auto") one patch per 4 patch areas of the
+    """``patches_per_image``, or with 0 ("auto") one patch per 2 patch areas of the
     image (at least 1): sampling proportional to area, so a 2040x1400 DIV2K image
-    yields ~170 patches per decode and a small T91 image a few."""
+    yields ~350 patches per decode (decoding then stays far ahead of training,
+    benchmarks/pipeline.py) and a small T91 image a few."""
     if patches_per_image:
         return tf.constant(patches_per_image, tf.int32)
     area = tf.shape(lr)[0] * tf.shape(lr)[1]
-    return tf.maximum(1, area // (4 * lr_patch * lr_patch))
+    return tf.maximum(1, area // (2 * lr_patch * lr_patch))
 
 
 def training_dataset(pairs, patch_size=64, scale=4, batch_size=16, patches_per_image=0,

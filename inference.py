@@ -54,8 +54,20 @@ def model_scale(net):
     return int(probe.shape[1]) // 8
 
 
+_COMPILED = {}
+
+
 def _run(net, lr_float):
-    return net(lr_float[None], training=False)[0].numpy()
+    """One forward pass.  A tf.function traced once for any image size: graph
+    execution is ~1.5x faster than eager on CPU (benchmarks/inference.py)."""
+    import tensorflow as tf
+
+    forward = _COMPILED.get(id(net))
+    if forward is None or forward[0] is not net:
+        function = tf.function(lambda x: net(x, training=False), input_signature=[
+            tf.TensorSpec([1, None, None, lr_float.shape[-1]], tf.float32)])
+        forward = _COMPILED[id(net)] = (net, function)
+    return forward[1](tf.constant(lr_float[None]))[0].numpy()
 
 
 def tiled(fn, image, scale, tile=None, overlap=4, convert=None):

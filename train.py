@@ -49,7 +49,7 @@ def parse_args(argv=None):
     add("--patch-size", type=int, default=64, help="HR patch side (LR patch = this / scale)")
     add("--patches-per-image", type=int, default=0,
         help="random crops cut from a cached image per visit; 0 = in proportion to its area "
-             "(one per 4 patch areas), which keeps PNG decoding far ahead of training")
+             "(one per 2 patch areas), which keeps PNG decoding far ahead of training")
     add("--lr", type=float, default=1e-3, help="Adam learning rate (peak, with a schedule)")
     add("--lr-schedule", choices=("constant", "cosine"), default="constant",
         help="learning-rate schedule over all epochs x steps")

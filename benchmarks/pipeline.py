@@ -22,6 +22,9 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from train_step import training_rate  # noqa: E402  (the same timing in both scripts)
+
 SHARED_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data"))
 
 
@@ -87,7 +90,7 @@ def pipeline_rate(source, patches_per_image, warm_batches=300, batch=16, lr_patc
     """
     import data
 
-    per_pass = sum(patches_per_image or max(1, (h // 4) * (w // 4) // (4 * lr_patch * lr_patch))
+    per_pass = sum(patches_per_image or max(1, (h // 4) * (w // 4) // (2 * lr_patch * lr_patch))
                    for h, w in hr_sizes(source))
     pairs = data.pair_dataset(source, "train", holdout=False)
     started = time.perf_counter()
@@ -103,25 +106,6 @@ def pipeline_rate(source, patches_per_image, warm_batches=300, batch=16, lr_patc
         next(batches)
     warm = warm_batches * batch / (time.perf_counter() - started)
     return cold, warm, rss_gib() - before
-
-
-def training_rate(widths, steps, xla=False):
-    """Patches/s of train_on_batch for three_conv on in-memory batches (no pipeline)."""
-    import keras
-
-    import model as models
-
-    net = models.three_conv(4, widths)
-    net.compile(keras.optimizers.Adam(1e-3), "mse", jit_compile=xla)
-    rng = np.random.default_rng(0)
-    lr = rng.uniform(size=(16, 16, 16, 3)).astype(np.float32)
-    hr = rng.uniform(size=(16, 64, 64, 3)).astype(np.float32)
-    for _ in range(10):
-        net.train_on_batch(lr, hr)
-    started = time.perf_counter()
-    for _ in range(steps):
-        net.train_on_batch(lr, hr)
-    return steps * 16 / (time.perf_counter() - started)
 
 
 def main(argv=None):

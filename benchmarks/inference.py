@@ -1,0 +1,129 @@
+"""Inference throughput near the CPU's limit?  Output megapixels per second of
+three_conv on a large input, whole-image and tiled, beside bicubic upscaling by
+tf.image.resize, and the achieved GFLOP/s as a fraction of this machine's
+measured fp32 matmul GFLOP/s (a large tf.matmul, timed in the same run).
+
+    python benchmarks/inference.py [--lr-size 1000x750] [--repeats 3]
+
+Variants: eager vs tf.function with XLA (jit_compile), tile sizes, and
+bfloat16 compute (only where the CPU has AVX512_BF16 or AMX; reported with its
+Set5 PSNR change when ../shared/data is present).
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+SHARED_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data"))
+
+
+def best_time(fn, repeats):
+    fn()                                   # warm-up (graph building, allocation)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def matmul_gflops(repeats, n=4096):
+    import tensorflow as tf
+
+    a = tf.random.uniform((n, n))
+    b = tf.random.uniform((n, n))
+
+    @tf.function
+    def product():
+        return tf.reduce_sum(tf.matmul(a, b))
+
+    return 2 * n ** 3 / best_time(lambda: product().numpy(), repeats) / 1e9
+
+
+def conv_flops_per_lr_pixel(net):
+    import model as models
+
+    return 2 * models.multiply_adds_per_output_pixel(net) * 16
+
+
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def make_runner(net, mode):
+    import tensorflow as tf
+
+    if mode == "eager":
+        return lambda x: net(x, training=False)
+    if mode == "xla":
+        return tf.function(lambda x: net(x, training=False), jit_compile=True)
+    return tf.function(lambda x: net(x, training=False))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lr-size", default="1000x750", help="input WxH")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--model", default=None, help="trained .h5 (default: shipped weights)")
+    args = parser.parse_args(argv)
+    import keras
+    import tensorflow as tf
+
+    import inference
+    import model as models
+
+    width, height = (int(v) for v in args.lr_size.split("x"))
+    out_mp = width * height * 16 / 1e6
+    rng = np.random.default_rng(0)
+    lr = rng.uniform(size=(height, width, 3)).astype(np.float32)
+    peak = matmul_gflops(args.repeats)
+    print(f"cpu cores: {os.cpu_count()}; fp32 matmul peak (4096^3 tf.matmul): {peak:.0f} GFLOP/s")
+    print(f"input {width}x{height} -> output {4 * width}x{4 * height} ({out_mp:.1f} MP)\n")
+
+    resize = tf.function(lambda x: tf.image.resize(x, (4 * height, 4 * width), "bicubic"))
+    t_bicubic = best_time(lambda: resize(lr[None]).numpy(), args.repeats)
+    print(f"{'bicubic tf.image.resize':<44}{out_mp / t_bicubic:>8.1f} MP/s")
+
+    nets = {}
+    try:
+        nets["shipped"] = inference.load_model(args.model)
+    except inference.ModelError as error:
+        print(f"(no shipped model: {error})")
+    keras.utils.set_random_seed(0)
+    nets["seed 64/32"] = models.three_conv(4, (64, 32))
+    print(f"\n{'model / variant':<44}{'MP/s':>8}{'GFLOP/s':>9}{'% peak':>8}")
+    for name, net in nets.items():
+        flops = conv_flops_per_lr_pixel(net) * width * height
+        rows = []
+        for mode in ("eager", "graph", "xla"):
+            run = make_runner(net, mode)
+            rows.append((f"{mode}, whole image",
+                         best_time(lambda: run(lr[None]).numpy(), args.repeats)))
+        for tile in (128, 256, 512):
+            rows.append((f"tiled {tile} (predict.py path)", best_time(
+                lambda: inference.super_resolve(net, lr, tile=tile, convert=lambda p: p),
+                args.repeats)))
+        for label, seconds in rows:
+            gflops = flops / seconds / 1e9
+            print(f"{name + ': ' + label:<44}{out_mp / seconds:>8.2f}{gflops:>9.1f}"
+                  f"{100 * gflops / peak:>7.0f}%")
+    flags = cpu_flags()
+    bf16 = {"avx512_bf16", "amx_bf16"} & flags
+    print(f"\nbfloat16-capable CPU flags: {sorted(bf16) or 'none'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -24,7 +24,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="PSNR/SSIM (Y channel, scale-pixel shave) of a model and of bicubic "
                     "upscaling, one row per data source.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    )
     add = parser.add_argument
     add("--model", default=None,
         help="model .h5 (default: the shipped weights/three_conv_x4.h5)")

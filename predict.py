@@ -23,7 +23,7 @@ DEFAULT_TILE = 512
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="Super-resolve images x4 (or the model's scale). Writes PNG.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    )
     add = parser.add_argument
     add("inputs", nargs="+", metavar="INPUT", help="image files and/or folders of images")
     add("-o", "--output", default=None,
@@ -32,7 +32,7 @@ def parse_args(argv=None):
     add("--model", default=None, help="model .h5 (default: the shipped weights/three_conv_x4.h5)")
     add("--tile", type=int, default=DEFAULT_TILE,
         help="LR tile side in pixels (bounds memory; the result does not depend on it); "
-             "0 runs the whole image at once")
+             "0 runs the whole image at once (default: %(default)s)")
     add("--overwrite", action="store_true", help="replace existing output files")
     add("--compare", action="store_true",
         help="also write NAME_x4_compare.png: nearest, bicubic and model side by side, "

@@ -179,16 +179,6 @@ def source_name(data):
     return os.path.basename(os.path.normpath(data))
 
 
-def has_split(data, split, scale=4):
-    """Whether a source has its own ``split`` (benchmark and HR folders have no splits)."""
-    kind = source_kind(data, scale)
-    if kind in ("tfds", "demo"):
-        return True
-    if kind == "div2k_local":
-        return _div2k_local_pairs(data, split, scale) is not None
-    return False
-
-
 def _file_pairs_dataset(pairs, scale):
     names = [p[0] for p in pairs]
     hr_paths = [p[1] for p in pairs]

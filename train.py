@@ -347,7 +347,7 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with the same command plus --resume", file=sys.stderr)
+        print("\ninterrupted; continue with the same command plus --resume", file=sys.stderr)
         return 130
     return 0
 

@@ -13,8 +13,9 @@ One string, ``--data`` in every CLI, names a source:
 
 Every source becomes a ``tf.data.Dataset`` of ``{"name", "hr", "lr", "gray"}``
 with uint8 RGB images, HR exactly ``scale`` times LR, and ``gray`` telling
-whether the HR file was grayscale (the field scores those on their one channel).  ``training_dataset`` and
-``validation_dataset`` turn that into float32 patch batches in [0, 1].
+whether the HR file was grayscale (the field scores those on their one channel).
+``training_dataset`` and ``validation_dataset`` turn that into float32 patch
+batches in [0, 1].
 """
 
 import os
@@ -26,7 +27,8 @@ import tensorflow as tf
 
 import bicubic
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                    ".pgm")
 # Formats that tf.io.decode_image reads natively (faster, in parallel); others go through Pillow.
 _TF_DECODABLE = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
@@ -327,7 +329,8 @@ def random_crops(hr, lr, seed, patch_size=64, scale=4, count=1):
     seeds = tf.random.experimental.stateless_split(seed, 2)
     ys = tf.random.stateless_uniform([count], seeds[0], 0, lr_h - lr_patch + 1, dtype=tf.int32)
     xs = tf.random.stateless_uniform([count], seeds[1], 0, lr_w - lr_patch + 1, dtype=tf.int32)
-    return _gather_crops(hr, ys * scale, xs * scale, patch_size), _gather_crops(lr, ys, xs, lr_patch)
+    return (_gather_crops(hr, ys * scale, xs * scale, patch_size),
+            _gather_crops(lr, ys, xs, lr_patch))
 
 
 def _gather_crops(image, ys, xs, size):

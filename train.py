@@ -321,7 +321,8 @@ def train(args):
             initial_epoch=initial_epoch, validation_data=val_ds, verbose="auto", shuffle=False,
             callbacks=[keras.callbacks.TerminateOnNaN(), make_run_recorder(args, history, best)])
     if history and history[-1]["epoch"] == args.epochs:
-        print(f"done: {args.out}/model.h5 (best val PSNR-Y {max(r['val_psnr'] for r in history):.2f} dB "
+        best = max(r["val_psnr"] for r in history)
+        print(f"done: {args.out}/model.h5 (best val PSNR-Y {best:.2f} dB "
               f"on float outputs, {args.scale}-px shave)")
     else:
         raise UsageError("training stopped early (NaN loss?); see history.csv")

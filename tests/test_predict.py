@@ -159,9 +159,9 @@ def test_bad_files_are_reported_in_one_line_and_skipped(model_path, tmp_path, ca
     assert code == 1
     assert os.listdir(tmp_path / "out") == ["good_x4.png"]
     assert len(err_lines) == 3
-    assert any("empty.png" in l and "empty" in l for l in err_lines)
-    assert any("truncated.png" in l for l in err_lines)
-    assert any("text.jpg" in l for l in err_lines)
+    assert any("empty.png" in line and "empty" in line for line in err_lines)
+    assert any("truncated.png" in line for line in err_lines)
+    assert any("text.jpg" in line for line in err_lines)
 
 
 def test_missing_input_and_missing_model(model_path, tmp_path, capsys):

@@ -39,6 +39,7 @@ def parse_args(argv=None):
     add("--save-images", default=None, metavar="DIR",
         help="write each SR output as DIR/<set>/<name>.png")
     add("--overwrite", action="store_true", help="replace existing output files")
+    add("--bfloat16", action="store_true", help="run the model in bfloat16 (see predict.py)")
     add("--tfds-dir", default=None, help="tensorflow-datasets data_dir for --data div2k")
     return parser.parse_args(argv)
 
@@ -149,7 +150,7 @@ def evaluate(args):
     from fileio import atomic_path, write_text
 
     check_outputs_free(args)
-    net = inference.load_model(args.model)
+    net = inference.load_model(args.model, bfloat16=args.bfloat16)
     scale = inference.model_scale(net)
     results = {}
     for source in args.data:

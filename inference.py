@@ -30,17 +30,34 @@ def resolve_model_path(path=None):
     return path
 
 
-def load_model(path=None):
-    """Load a saved ``.h5`` model (inference only)."""
+def load_model(path=None, bfloat16=False):
+    """Load a saved ``.h5`` model (inference only).  ``bfloat16=True`` computes in
+    bfloat16 (float32 weights kept as master copies): faster on CPUs with
+    AVX512_BF16/AMX, slightly less exact (see docs/performance.md)."""
     import keras
 
     import model as _registers_custom_layers  # noqa: F401
 
     path = resolve_model_path(path)
     try:
-        return keras.models.load_model(path, compile=False)
+        net = keras.models.load_model(path, compile=False)
     except Exception as error:  # h5py/keras raise many kinds for a bad file
         raise ModelError(f"cannot load model {path}: {str(error).splitlines()[0]}") from None
+    return to_bfloat16(net) if bfloat16 else net
+
+
+def to_bfloat16(net):
+    """The same model computing in bfloat16 (mixed precision policy), same weights."""
+    import keras
+
+    def clone(layer):
+        config = layer.get_config()
+        config["dtype"] = "mixed_bfloat16"
+        return layer.__class__.from_config(config)
+
+    twin = keras.models.clone_model(net, clone_function=clone)
+    twin.set_weights(net.get_weights())
+    return twin
 
 
 def model_scale(net):
@@ -64,7 +81,8 @@ def _run(net, lr_float):
 
     forward = _COMPILED.get(id(net))
     if forward is None or forward[0] is not net:
-        function = tf.function(lambda x: net(x, training=False), input_signature=[
+        function = tf.function(lambda x: tf.cast(net(x, training=False), tf.float32),
+                               input_signature=[
             tf.TensorSpec([1, None, None, lr_float.shape[-1]], tf.float32)])
         forward = _COMPILED[id(net)] = (net, function)
     return forward[1](tf.constant(lr_float[None]))[0].numpy()

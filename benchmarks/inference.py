@@ -96,6 +96,7 @@ def main(argv=None):
     t_bicubic = best_time(lambda: resize(lr[None]).numpy(), args.repeats)
     print(f"{'bicubic tf.image.resize':<44}{out_mp / t_bicubic:>8.1f} MP/s")
 
+    bf16_flags = {"avx512_bf16", "amx_bf16"} & cpu_flags()
     nets = {}
     try:
         nets["shipped"] = inference.load_model(args.model)
@@ -119,9 +120,28 @@ def main(argv=None):
             gflops = flops / seconds / 1e9
             print(f"{name + ': ' + label:<44}{out_mp / seconds:>8.2f}{gflops:>9.1f}"
                   f"{100 * gflops / peak:>7.0f}%")
-    flags = cpu_flags()
-    bf16 = {"avx512_bf16", "amx_bf16"} & flags
-    print(f"\nbfloat16-capable CPU flags: {sorted(bf16) or 'none'}")
+        if bf16_flags:
+            half = inference.to_bfloat16(net)
+            rows_bf16 = [
+                ("bfloat16, whole image", best_time(
+                    lambda: inference.super_resolve(half, lr, convert=lambda p: p),
+                    args.repeats)),
+                ("bfloat16, tiled 512", best_time(
+                    lambda: inference.super_resolve(half, lr, tile=512, convert=lambda p: p),
+                    args.repeats))]
+            for label, seconds in rows_bf16:
+                gflops = flops / seconds / 1e9
+                print(f"{name + ': ' + label:<44}{out_mp / seconds:>8.2f}{gflops:>9.1f}"
+                      f"{100 * gflops / peak:>7.0f}% (of the fp32 peak)")
+    print(f"\nbfloat16-capable CPU flags: {sorted(bf16_flags) or 'none'}")
+    if bf16_flags and "shipped" in nets and os.path.isdir(os.path.join(SHARED_DATA, "Set5")):
+        import evaluate
+
+        for label, net in (("float32", nets["shipped"]),
+                           ("bfloat16", inference.to_bfloat16(nets["shipped"]))):
+            _, rows = evaluate.evaluate_source(net, os.path.join(SHARED_DATA, "Set5"), 4)
+            print(f"shipped model, Set5 PSNR-Y in {label}: "
+                  f"{np.mean([r['model_psnr'] for r in rows]):.3f} dB")
     return 0
 
 

@@ -178,3 +178,14 @@ def test_compare_figure(model_path, tmp_path):
     assert predict.main([source, "--model", model_path, "--compare"]) == 0
     figure = Image.open(tmp_path / "c_x4_compare.png")
     assert figure.size[0] >= 800
+
+
+def test_bfloat16_option_stays_close(model_path, tmp_path):
+    source = _save(str(tmp_path / "b.png"), smooth_image(20, 24))
+    assert predict.main([source, "--model", model_path, "-o", str(tmp_path / "f.png")]) == 0
+    assert predict.main([source, "--model", model_path, "-o", str(tmp_path / "h.png"),
+                         "--bfloat16"]) == 0
+    full = np.array(Image.open(tmp_path / "f.png")).astype(int)
+    half = np.array(Image.open(tmp_path / "h.png")).astype(int)
+    assert full.shape == half.shape
+    assert np.abs(full - half).mean() < 2.0

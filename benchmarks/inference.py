@@ -107,6 +107,8 @@ def main(argv=None):
     print(f"\n{'model / variant':<44}{'MP/s':>8}{'GFLOP/s':>9}{'% peak':>8}")
     for name, net in nets.items():
         flops = conv_flops_per_lr_pixel(net) * width * height
+        print(f"{name}: {models.multiply_adds_per_output_pixel(net):.0f} multiply-adds per "
+              f"output pixel, {net.count_params()} parameters")
         rows = []
         for mode in ("eager", "graph", "xla"):
             run = make_runner(net, mode)

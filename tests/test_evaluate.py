@@ -103,3 +103,22 @@ def test_existing_json_is_not_overwritten(model_path, hr_folder, tmp_path, capsy
     assert evaluate.main(["--model", model_path, "--data", hr_folder,
                           "--json", str(target)]) == 2
     assert target.read_text() == "mine" and "--overwrite" in capsys.readouterr().err
+
+
+def test_shipped_weights_exist_and_load():
+    import inference
+
+    net = inference.load_model()             # the default: weights/three_conv_x4.h5
+    assert inference.model_scale(net) == 4
+    lr = smooth_image(10, 12)
+    assert inference.super_resolve(net, lr).shape == (40, 48, 3)
+
+
+@needs_shared_data
+def test_shipped_weights_keep_their_set5_score():
+    import inference
+
+    _, rows = evaluate.evaluate_source(inference.load_model(), os.path.join(SHARED_DATA, "Set5"),
+                                       4)
+    model_psnr = np.mean([row["model_psnr"] for row in rows])
+    assert model_psnr > 30.5, f"shipped model fell to {model_psnr:.2f} dB on Set5"

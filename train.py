@@ -253,6 +253,15 @@ def make_run_recorder(args, history, best_val_psnr):
 
 # --------------------------------------------------------------------------- training
 
+def completed_epochs(args):
+    """Epochs a resumable run in --out has completed (0 for a new run)."""
+    state_path = os.path.join(args.out, "state", "state.json")
+    if not (args.resume and os.path.exists(state_path)):
+        return 0
+    with open(state_path) as f:
+        return int(json.load(f)["epoch"])
+
+
 def build_datasets(args):
     import data
 
@@ -265,8 +274,10 @@ def build_datasets(args):
     else:
         val_pairs = data.pair_dataset(args.data, "validation", args.scale,
                                       tfds_data_dir=args.tfds_dir)
+    # A resumed run draws new patches rather than replaying those of epoch 1.
+    seed = args.seed + 1000 * completed_epochs(args)
     train = data.training_dataset(train_pairs, args.patch_size, args.scale, args.batch_size,
-                                  args.patches_per_image, cache=args.cache, seed=args.seed)
+                                  args.patches_per_image, cache=args.cache, seed=seed)
     val = data.validation_dataset(val_pairs, args.val_patch_size, args.scale, args.val_crops,
                                   args.batch_size)
     batches = sum(1 for _ in val)  # also fills the validation cache

@@ -25,7 +25,7 @@ HISTORY_FIELDS = ("epoch", "loss", "val_loss", "psnr", "val_psnr", "lr", "second
 # Settings that must match when a run is resumed (epochs may be extended).
 RESUME_KEYS = ("data", "val_data", "model", "scale", "widths", "init", "steps_per_epoch",
                "batch_size", "patch_size", "patches_per_image", "lr", "lr_schedule",
-               "lr_floor", "loss", "seed", "val_patch_size", "val_crops")
+               "lr_floor", "loss", "seed", "val_patch_size", "val_crops", "init_from")
 
 
 def parse_args(argv=None):
@@ -63,6 +63,8 @@ def parse_args(argv=None):
     add("--out", default="runs/three_conv_x4", help="run folder")
     add("--resume", action="store_true",
         help="continue the run in --out from its last completed epoch (starts fresh if none)")
+    add("--init-from", default=None, metavar="MODEL_H5",
+        help="start from this trained model's weights (fine-tuning; same architecture)")
     add("--seed", type=int, default=0, help="random seed (weights and patch sampling)")
     add("--tfds-dir", default=None, help="tensorflow-datasets data_dir for --data div2k")
     args = parser.parse_args(argv)
@@ -320,6 +322,13 @@ def train(args):
     train_ds, val_ds = build_datasets(args)
     initial_epoch, history, state_weights = prepare_run_folder(args)
     net = compile_model(args)
+    if args.init_from and not state_weights:
+        import inference
+
+        try:
+            net.set_weights(inference.load_model(args.init_from).get_weights())
+        except ValueError as error:
+            raise UsageError(f"--init-from {args.init_from}: another architecture ({error})")
     if state_weights:
         net.optimizer.build(net.trainable_variables)
         net.load_weights(state_weights)
@@ -352,10 +361,11 @@ def main(argv=None):
     args = parse_args(argv)
     quiet_tensorflow()
     import data
+    import inference
 
     try:
         train(args)
-    except (data.DataError, UsageError, ValueError) as error:
+    except (data.DataError, inference.ModelError, UsageError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -119,3 +119,15 @@ def test_sigkill_during_second_epoch_then_resume(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "resuming" in result.stdout and "after epoch 1" in result.stdout
     assert _epochs(out) == [1, 2, 3]
+
+
+def test_init_from_a_trained_model(demo_run, tmp_path, capsys):
+    out = str(tmp_path / "finetune")
+    source = os.path.join(demo_run, "model.h5")
+    assert train.main(DEMO_ARGS + ["--epochs", "1", "--init-from", source, "--out", out]) == 0
+    with open(os.path.join(out, "config.json")) as f:
+        assert json.load(f)["settings"]["init_from"] == source
+    wider = str(tmp_path / "wider")
+    assert train.main(DEMO_ARGS + ["--epochs", "1", "--widths", "16,8", "--init-from", source,
+                                   "--out", wider]) == 2
+    assert "--init-from" in capsys.readouterr().err

@@ -21,6 +21,9 @@ import struct
 import numpy as np
 
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+# Pillow refuses images over ~179 MP as possible decompression bombs; tiled
+# inference handles large images, so allow up to a gigapixel.
+MAX_PIXELS = 1_000_000_000
 
 
 class ImageReadError(Exception):
@@ -35,12 +38,19 @@ class UserImage:
     bits: int                  # 8 or 16
 
 
-def _png_bit_depth(path):
+def png_header(path):
+    """(width, height, bit depth) from a PNG's IHDR, or None for other files."""
     with open(path, "rb") as f:
         header = f.read(26)
     if header[:8] != b"\x89PNG\r\n\x1a\n" or len(header) < 26:
         return None
-    return header[24]
+    width, height = struct.unpack(">II", header[16:24])
+    return width, height, header[24]
+
+
+def _png_bit_depth(path):
+    header = png_header(path)
+    return header[2] if header else None
 
 
 def _read_png16(path):
@@ -61,6 +71,7 @@ def read_image(path):
     """Read an image file as a UserImage; any failure is an ImageReadError."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     if not os.path.isfile(path):
         raise ImageReadError(f"{path}: no such file")
     if os.path.getsize(path) == 0:
@@ -90,7 +101,8 @@ def read_image(path):
                 alpha = np.asarray(img.convert("RGBA"), np.float32)[..., 3] / 255.0
             rgb = np.asarray(img.convert("RGB"), np.float32) / 255.0
             return UserImage(rgb, alpha, gray, 8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error) as error:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError,
+            SyntaxError, struct.error) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ImageReadError(f"{path}: not a readable image ({reason})") from None
 

@@ -62,6 +62,32 @@ def cpu_flags():
     return set()
 
 
+def conv_stack(widths, data_format):
+    """three_conv's convolutions alone (no depth-to-space) in a given layout."""
+    import keras
+
+    shape = (3, None, None) if data_format == "channels_first" else (None, None, 3)
+    x = inputs = keras.Input(shape)
+    for filters, size, activation in ((widths[0], 5, "relu"), (widths[1], 3, "relu"),
+                                      (48, 3, None)):
+        x = keras.layers.Conv2D(filters, size, padding="same", activation=activation,
+                                data_format=data_format)(x)
+    return keras.Model(inputs, x)
+
+
+def layout_times(widths, lr, repeats):
+    """Seconds for NHWC and NCHW versions of the same convolutions (traced graphs)."""
+    import tensorflow as tf
+
+    times = {}
+    for data_format in ("channels_last", "channels_first"):
+        net = conv_stack(widths, data_format)
+        batch = lr[None] if data_format == "channels_last" else lr.transpose(2, 0, 1)[None]
+        run = tf.function(lambda x, net=net: net(x, training=False))
+        times[data_format] = best_time(lambda: run(batch).numpy(), repeats)
+    return times
+
+
 def make_runner(net, mode):
     import tensorflow as tf
 
@@ -135,6 +161,12 @@ def main(argv=None):
                 gflops = flops / seconds / 1e9
                 print(f"{name + ': ' + label:<44}{out_mp / seconds:>8.2f}{gflops:>9.1f}"
                       f"{100 * gflops / peak:>7.0f}% (of the fp32 peak)")
+    print("\nlayout (convolutions only, graph mode, whole image):")
+    for widths in ((128, 64), (64, 32)):
+        times = layout_times(widths, lr, args.repeats)
+        print(f"  {widths[0]}/{widths[1]}: channels_last {times['channels_last']:.2f} s, "
+              f"channels_first {times['channels_first']:.2f} s "
+              f"({times['channels_first'] / times['channels_last']:.2f}x)")
     print(f"\nbfloat16-capable CPU flags: {sorted(bf16_flags) or 'none'}")
     if bf16_flags and "shipped" in nets and os.path.isdir(os.path.join(SHARED_DATA, "Set5")):
         import evaluate

@@ -11,6 +11,7 @@ follow the input (see images.py and the README).
 
 import argparse
 import os
+import re
 import sys
 
 import numpy as np
@@ -50,6 +51,11 @@ class UsageError(Exception):
     pass
 
 
+# Our own outputs (NAME_x4.png, NAME_x4_compare.png): skipped when a folder is
+# expanded, so running predict.py twice on a folder does not upscale its results.
+OWN_OUTPUT = re.compile(r"_x\d+(_compare)?\.png$")
+
+
 def expand_inputs(inputs):
     """Files as given, folders as their image files (sorted, not recursive)."""
     from data import IMAGE_EXTENSIONS
@@ -58,7 +64,8 @@ def expand_inputs(inputs):
     for item in inputs:
         if os.path.isdir(item):
             found = [os.path.join(item, f) for f in sorted(os.listdir(item))
-                     if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")]
+                     if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")
+                     and not OWN_OUTPUT.search(f)]
             if not found:
                 raise UsageError(f"{item}: no images found in this folder")
             files += found

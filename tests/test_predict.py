@@ -189,3 +189,13 @@ def test_bfloat16_option_stays_close(model_path, tmp_path):
     half = np.array(Image.open(tmp_path / "h.png")).astype(int)
     assert full.shape == half.shape
     assert np.abs(full - half).mean() < 2.0
+
+
+def test_rerun_on_a_folder_skips_its_own_outputs(model_path, tmp_path):
+    folder = tmp_path / "album"
+    folder.mkdir()
+    _save(str(folder / "a.png"), smooth_image(8, 8))
+    assert predict.main([str(folder), "--model", model_path, "--compare"]) == 0
+    assert sorted(os.listdir(folder)) == ["a.png", "a_x4.png", "a_x4_compare.png"]
+    assert predict.main([str(folder), "--model", model_path, "--overwrite"]) == 0
+    assert sorted(os.listdir(folder)) == ["a.png", "a_x4.png", "a_x4_compare.png"]

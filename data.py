@@ -352,7 +352,7 @@ def augment(hr, lr, seed):
     return transform(hr, flip, choice[1]), transform(lr, flip, choice[1])
 
 
-def _large_enough(patch_size, scale):
+def large_enough(patch_size, scale):
     def keep(item):
         shape = tf.shape(item["lr"])
         return tf.reduce_all(shape[:2] >= patch_size // scale)
@@ -381,7 +381,7 @@ def training_dataset(pairs, patch_size=64, scale=4, batch_size=16, patches_per_i
     """
     if patch_size % scale:
         raise ValueError(f"patch size {patch_size} is not a multiple of scale {scale}")
-    images = (pairs.filter(_large_enough(patch_size, scale))
+    images = (pairs.filter(large_enough(patch_size, scale))
               .map(lambda item: (item["hr"], item["lr"]))
               .cache(cache)
               .repeat()
@@ -409,7 +409,7 @@ def validation_dataset(pairs, patch_size=128, scale=4, crops_per_image=8, batch_
         seed = tf.stack([tf.constant(12345, tf.int64), index])
         return random_crops(item["hr"], item["lr"], seed, patch_size, scale, crops_per_image)
 
-    return (pairs.filter(_large_enough(patch_size, scale))
+    return (pairs.filter(large_enough(patch_size, scale))
             .enumerate()
             .map(crops, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .unbatch()

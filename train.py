@@ -276,6 +276,12 @@ def build_datasets(args):
     else:
         val_pairs = data.pair_dataset(args.data, "validation", args.scale,
                                       tfds_data_dir=args.tfds_dir)
+    # Decodes images only until the first usable one: cheap, and it stops a run
+    # that would otherwise "train" on nothing.
+    if not any(True for _ in train_pairs.filter(
+            data.large_enough(args.patch_size, args.scale)).take(1)):
+        raise data.DataError(f"no training image in {args.data} is at least {args.patch_size} "
+                             "px on each side; lower --patch-size")
     # A resumed run draws new patches rather than replaying those of epoch 1.
     seed = args.seed + 1000 * completed_epochs(args)
     train = data.training_dataset(train_pairs, args.patch_size, args.scale, args.batch_size,
@@ -318,8 +324,8 @@ def train(args):
     """Run (or resume) training; returns the history rows."""
     import keras
 
+    train_ds, val_ds = build_datasets(args)   # before touching --out: bad data leaves nothing
     os.makedirs(args.out, exist_ok=True)
-    train_ds, val_ds = build_datasets(args)
     initial_epoch, history, state_weights = prepare_run_folder(args)
     net = compile_model(args)
     if args.init_from and not state_weights:

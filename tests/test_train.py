@@ -131,3 +131,14 @@ def test_init_from_a_trained_model(demo_run, tmp_path, capsys):
     assert train.main(DEMO_ARGS + ["--epochs", "1", "--widths", "16,8", "--init-from", source,
                                    "--out", wider]) == 2
     assert "--init-from" in capsys.readouterr().err
+
+
+def test_images_smaller_than_the_patch_are_a_clear_error(tmp_path, capsys):
+    from conftest import smooth_image, write_png
+
+    for i in range(12):
+        write_png(str(tmp_path / "tiny" / f"{i}.png"), smooth_image(40, 40, seed=i))
+    code = train.main(["--data", str(tmp_path / "tiny"), "--epochs", "1", "--steps-per-epoch",
+                       "2", "--val-patch-size", "32", "--out", str(tmp_path / "run")])
+    assert code == 2
+    assert "lower --patch-size" in capsys.readouterr().err

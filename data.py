@@ -49,26 +49,17 @@ class DataError(Exception):
 
 # --------------------------------------------------------------------------- decoding
 
-def read_image_file(path):
-    """Read any image file Pillow knows as uint8 RGB (H, W, 3), EXIF orientation applied."""
-    import images
-
-    try:
-        return images.to_uint8(images.read_image(path).rgb)
-    except images.ImageReadError as error:
-        raise DataError(str(error)) from None
-
-
 def _decode_file(path):
     """tf graph op: decode an image file to (uint8 RGB image, whether the file is grayscale)."""
     def pillow_decode(p):
-        from PIL import Image
+        import images
 
         p = p.decode() if isinstance(p, bytes) else str(p)
-        image = read_image_file(p)
-        with Image.open(p) as img:
-            gray = img.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
-        return image, np.bool_(gray)
+        try:
+            image = images.read_image(p)       # one read gives pixels and mode
+        except images.ImageReadError as error:
+            raise DataError(str(error)) from None
+        return images.to_uint8(image.rgb), np.bool_(image.gray)
 
     ext = tf.strings.lower(tf.strings.regex_replace(path, r"^.*(\.[^.]*)$", r"\1"))
     native = tf.reduce_any(tf.equal(ext, list(_TF_DECODABLE)))

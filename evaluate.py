@@ -71,7 +71,7 @@ def evaluate_source(net, source, scale, limit=None, with_rgb=False, save_dir=Non
     from tqdm import tqdm
 
     import data
-    from fileio import save_png
+    from images import write_png
 
     pairs = data.pair_dataset(source, "validation", scale, holdout=False, tfds_data_dir=tfds_dir)
     if limit:
@@ -84,7 +84,7 @@ def evaluate_source(net, source, scale, limit=None, with_rgb=False, save_dir=Non
         row, sr = score_image(net, item["hr"], item["lr"], scale, bool(item["gray"]), with_rgb)
         rows.append({"set": set_name, "name": name, **row})
         if save_dir:
-            save_png(os.path.join(save_dir, set_name, f"{name}.png"), sr)
+            write_png(os.path.join(save_dir, set_name, f"{name}.png"), sr)
     if not rows:
         raise data.DataError(f"no images in {source}")
     return set_name, rows
@@ -133,16 +133,18 @@ def to_json(results, scale):
     return {"scale": scale, "convention": metrics.CONVENTION.format(scale=scale), "sets": sets}
 
 
+class OutputExists(Exception):
+    """An output file or folder the user already has; the message is for the user."""
+
+
 def check_outputs_free(args):
     """Refuse to overwrite a user's files unless --overwrite is given."""
-    from inference import ModelError
-
     for path in (args.json, args.csv):
         if path and os.path.exists(path) and not args.overwrite:
-            raise ModelError(f"{path} exists; pass --overwrite to replace it")
+            raise OutputExists(f"{path} exists; pass --overwrite to replace it")
     if args.save_images and os.path.isdir(args.save_images) and os.listdir(args.save_images) \
             and not args.overwrite:
-        raise ModelError(f"{args.save_images} is not empty; pass --overwrite to write into it")
+        raise OutputExists(f"{args.save_images} is not empty; pass --overwrite to write into it")
 
 
 def evaluate(args):
@@ -179,7 +181,7 @@ def main(argv=None):
 
     try:
         evaluate(args)
-    except (data.DataError, inference.ModelError) as error:
+    except (data.DataError, inference.ModelError, OutputExists) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except tf.errors.OpError as error:  # an unreadable or mismatched image inside tf.data

@@ -32,10 +32,3 @@ def write_text(path, text):
         with open(tmp, "w") as f:
             f.write(text)
 
-
-def save_png(path, image):
-    """Write a uint8 (H, W), (H, W, 3) or (H, W, 4) array as PNG, atomically."""
-    from PIL import Image
-
-    with atomic_path(path) as tmp:
-        Image.fromarray(image).save(tmp, format="PNG")

@@ -162,11 +162,16 @@ def save_h5(model, path):
         model.save(tmp, include_optimizer=False)
 
 
+def state_file(args):
+    """The resume state's commit point: names the last completed epoch and its weights."""
+    return os.path.join(args.out, "state", "state.json")
+
+
 def prepare_run_folder(args):
     """Return (initial_epoch, history rows, state weights path or None); writes config.json."""
     from fileio import write_text
 
-    state_path = os.path.join(args.out, "state", "state.json")
+    state_path = state_file(args)
     config_path = os.path.join(args.out, "config.json")
     if args.resume and os.path.exists(state_path):
         with open(config_path) as f:
@@ -243,7 +248,7 @@ def make_run_recorder(args, history, best_val_psnr):
             os.makedirs(state_dir, exist_ok=True)
             weights_name = f"epoch-{epoch + 1:04d}.weights.h5"
             self.model.save_weights(os.path.join(state_dir, weights_name))  # new file each epoch
-            write_text(os.path.join(state_dir, "state.json"),
+            write_text(state_file(args),
                        json.dumps({"epoch": epoch + 1, "weights": weights_name,
                                    "best_val_psnr": self.best}) + "\n")
             for old in glob.glob(os.path.join(state_dir, "epoch-*.weights.h5")):
@@ -257,10 +262,9 @@ def make_run_recorder(args, history, best_val_psnr):
 
 def completed_epochs(args):
     """Epochs a resumable run in --out has completed (0 for a new run)."""
-    state_path = os.path.join(args.out, "state", "state.json")
-    if not (args.resume and os.path.exists(state_path)):
+    if not (args.resume and os.path.exists(state_file(args))):
         return 0
-    with open(state_path) as f:
+    with open(state_file(args)) as f:
         return int(json.load(f)["epoch"])
 
 

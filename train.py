@@ -25,7 +25,10 @@ HISTORY_FIELDS = ("epoch", "loss", "val_loss", "psnr", "val_psnr", "lr", "second
 # Settings that must match when a run is resumed (epochs may be extended).
 RESUME_KEYS = ("data", "val_data", "model", "scale", "widths", "init", "steps_per_epoch",
                "batch_size", "patch_size", "patches_per_image", "lr", "lr_schedule",
-               "lr_floor", "loss", "seed", "val_patch_size", "val_crops", "init_from")
+               "lr_floor", "loss", "seed", "val_patch_size", "val_crops", "init_from",
+               "expand", "branches")
+# What a run folder written before a setting existed used (so it still resumes).
+SETTING_DEFAULTS = {"expand": 0, "branches": []}
 
 
 def parse_args(argv=None):
@@ -42,6 +45,13 @@ def parse_args(argv=None):
     add("--model", default="three_conv", help="model name (see model.py)")
     add("--scale", type=int, default=4, help="upscaling factor")
     add("--widths", default="64,32", help="three_conv: widths of the first two convolutions")
+    add("--expand", type=int, default=0, metavar="WIDTH",
+        help="three_conv: train each convolution as a collapsible linear block (k x k conv to "
+             "WIDTH channels, then 1x1), merged into one convolution every step; 0 = plain. "
+             "model.h5 and last.h5 are always the plain three convolutions")
+    add("--branches", default="",
+        help="with --expand: extra linear branches per convolution, comma-separated from "
+             "1x1, sobel, laplacian (ECBSR's edge branches)")
     add("--init", default="glorot_uniform", help="kernel initializer (Keras name)")
     add("--epochs", type=int, default=10, help="number of epochs")
     add("--steps-per-epoch", type=int, default=1000, help="batches per epoch")
@@ -72,6 +82,19 @@ def parse_args(argv=None):
         args.widths = [int(w) for w in args.widths.split(",")]
     except ValueError:
         parser.error(f"--widths must be comma-separated integers, got {args.widths!r}")
+    import model as models
+
+    args.branches = [b for b in args.branches.split(",") if b]
+    unknown = sorted(set(args.branches) - set(models.BRANCHES))
+    if unknown:
+        parser.error(f"--branches: unknown {', '.join(unknown)}; "
+                     f"choose from {', '.join(models.BRANCHES)}")
+    if args.expand < 0:
+        parser.error("--expand must be 0 (plain) or a positive width")
+    if args.branches and not args.expand:
+        parser.error("--branches needs --expand")
+    if args.expand and args.model != "three_conv":
+        parser.error("--expand applies to --model three_conv only")
     if args.patches_per_image < 0:
         parser.error("--patches-per-image must be 0 (auto) or positive")
     for name in ("epochs", "steps_per_epoch", "batch_size", "patch_size", "val_crops", "scale"):
@@ -155,11 +178,13 @@ def plot_loss_curves(path, rows, title):
 
 
 def save_h5(model, path):
-    """Inference-only .h5 (no optimizer or compile state), written atomically."""
+    """Inference-only .h5 (no optimizer or compile state), written atomically; a
+    training-form model is saved as the plain model it collapses to."""
+    import model as models
     from fileio import atomic_path
 
     with atomic_path(path) as tmp:
-        model.save(tmp, include_optimizer=False)
+        models.collapse(model).save(tmp, include_optimizer=False)
 
 
 def state_file(args):
@@ -178,7 +203,7 @@ def prepare_run_folder(args):
             saved = json.load(f)
         differ = [f"--{k.replace('_', '-')} {saved['settings'].get(k)!r} (run) vs {v!r} (now)"
                   for k, v in settings_of(args).items()
-                  if k in RESUME_KEYS and saved["settings"].get(k) != v]
+                  if k in RESUME_KEYS and saved["settings"].get(k, SETTING_DEFAULTS.get(k)) != v]
         if differ:
             raise UsageError(f"cannot resume {args.out} with other settings: " + "; ".join(differ))
         with open(state_path) as f:
@@ -310,7 +335,7 @@ def compile_model(args):
     keras.utils.set_random_seed(args.seed)
     options = {"kernel_initializer": args.init}
     if args.model == "three_conv":
-        options["widths"] = tuple(args.widths)
+        options.update(widths=tuple(args.widths), expand=args.expand, branches=args.branches)
     net = models.build_model(args.model, args.scale, **options)
     total_steps = args.epochs * args.steps_per_epoch
     if args.lr_schedule == "cosine":
@@ -334,9 +359,14 @@ def train(args):
     net = compile_model(args)
     if args.init_from and not state_weights:
         import inference
+        import model as models
 
         try:
-            net.set_weights(inference.load_model(args.init_from).get_weights())
+            start = inference.load_model(args.init_from)
+            if models.is_collapsible(net):
+                models.expand_from(net, start)
+            else:
+                net.set_weights(start.get_weights())
         except ValueError as error:
             raise UsageError(f"--init-from {args.init_from}: another architecture ({error})")
     if state_weights:
@@ -368,8 +398,8 @@ def quiet_tensorflow():
 
 
 def main(argv=None):
-    args = parse_args(argv)
     quiet_tensorflow()
+    args = parse_args(argv)
     import data
     import inference
 

@@ -92,11 +92,13 @@ def test_div2k_without_network_stops_with_one_message(monkeypatch, tmp_path, cap
     assert err[-1].startswith("error: DIV2K") and "--data demo" in err[-1]
 
 
-def test_sigkill_during_second_epoch_then_resume(tmp_path):
+@pytest.mark.parametrize("form", [[], ["--expand", "32", "--branches", "1x1,sobel"]],
+                         ids=["plain", "collapsible"])
+def test_sigkill_during_second_epoch_then_resume(tmp_path, form):
     out = str(tmp_path / "killed")
     command = [sys.executable, "train.py"] + DEMO_ARGS[:2] + [
         "--steps-per-epoch", "400", "--batch-size", "4", "--val-crops", "2",
-        "--epochs", "3", "--out", out]
+        "--epochs", "3", "--out", out] + form
     state = os.path.join(out, "state", "state.json")
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
@@ -119,6 +121,16 @@ def test_sigkill_during_second_epoch_then_resume(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "resuming" in result.stdout and "after epoch 1" in result.stdout
     assert _epochs(out) == [1, 2, 3]
+    if form:  # the resume state keeps the training form; the .h5 files are plain
+        import h5py
+
+        with open(state) as f:
+            weights = os.path.join(out, "state", json.load(f)["weights"])
+        with h5py.File(weights) as f:
+            names = []
+            f.visit(names.append)
+        assert "layers/collapsible_conv2d/vars/2" in names  # the 1x1 projection
+        assert _layer_classes(os.path.join(out, "model.h5")) == PLAIN_LAYERS
 
 
 def test_init_from_a_trained_model(demo_run, tmp_path, capsys):
@@ -131,6 +143,54 @@ def test_init_from_a_trained_model(demo_run, tmp_path, capsys):
     assert train.main(DEMO_ARGS + ["--epochs", "1", "--widths", "16,8", "--init-from", source,
                                    "--out", wider]) == 2
     assert "--init-from" in capsys.readouterr().err
+
+
+PLAIN_LAYERS = ["InputLayer", "Conv2D", "Conv2D", "Conv2D", "DepthToSpace"]
+
+
+def _layer_classes(path):
+    import keras
+
+    import model  # noqa: F401
+
+    return [layer.__class__.__name__ for layer in keras.models.load_model(path).layers]
+
+
+def test_collapsible_training_saves_plain_models(demo_run, tmp_path):
+    import keras
+
+    import model as models
+
+    out = str(tmp_path / "expanded")
+    source = os.path.join(demo_run, "model.h5")
+    args = DEMO_ARGS + ["--epochs", "1", "--expand", "64", "--branches", "1x1,laplacian",
+                        "--init-from", source, "--out", out]
+    assert train.main(args) == 0
+    for name in ("model.h5", "last.h5"):
+        assert _layer_classes(os.path.join(out, name)) == PLAIN_LAYERS
+    # The saved model is the collapsed training form, not some other model.
+    saved = keras.models.load_model(os.path.join(out, "last.h5"))
+    parsed = train.parse_args(args)
+    net = train.compile_model(parsed)
+    with open(os.path.join(out, "state", "state.json")) as f:
+        net.optimizer.build(net.trainable_variables)
+        net.load_weights(os.path.join(out, "state", json.load(f)["weights"]))
+    assert models.is_collapsible(net)
+    x = np.random.default_rng(0).uniform(size=(1, 9, 10, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(saved(x)), np.asarray(net(x)), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--branches", "1x1"], "--branches needs --expand"),
+    (["--expand", "8", "--branches", "prewitt"], "--branches: unknown prewitt"),
+    (["--expand", "-1"], "--expand must be"),
+])
+def test_bad_collapsible_flags_are_one_line(flags, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.parse_args(["--out", str(tmp_path / "run")] + flags)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "run")
 
 
 def test_images_smaller_than_the_patch_are_a_clear_error(tmp_path, capsys):

@@ -147,16 +147,16 @@ def _benchmark_pairs(folder, scale):
     return pairs
 
 
-def source_kind(data, scale=4):
+def source_kind(data, scale=4, flag="--data"):
     """Classify a --data value: 'tfds', 'demo', 'div2k_local', 'benchmark' or 'hr_folder'."""
     if data == "div2k":
         return "tfds"
     if data == "demo":
         return "demo"
     if not os.path.exists(data):
-        raise DataError(f"--data {data!r}: no such folder (expected 'div2k', 'demo' or a folder)")
+        raise DataError(f"{flag} {data!r}: no such folder (expected 'div2k', 'demo' or a folder)")
     if not os.path.isdir(data):
-        raise DataError(f"--data {data!r} is a file; give a folder of images")
+        raise DataError(f"{flag} {data!r} is a file; give a folder of images")
     if any(os.path.isdir(os.path.join(data, f"DIV2K_{t}_HR")) for t in ("train", "valid")):
         return "div2k_local"
     if os.path.isdir(os.path.join(data, "HR")) and os.path.isdir(
@@ -263,7 +263,24 @@ def _tfds_dataset(split, scale, data_dir=None):
     return ds.enumerate().map(to_pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def pair_dataset(data, split="train", scale=4, holdout=True, tfds_data_dir=None):
+def check_images(paths):
+    """Stop on the first file that is not a readable image, naming it (Pillow reads
+    headers and, for PNG, checks every chunk's CRC: a fraction of a decode's cost)."""
+    from PIL import Image
+
+    import images
+
+    Image.MAX_IMAGE_PIXELS = images.MAX_PIXELS
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except Exception as error:  # Pillow raises many kinds for a bad file
+            detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise DataError(f"{path}: not a readable image ({detail}); remove or replace it")
+
+
+def pair_dataset(data, split="train", scale=4, holdout=True, tfds_data_dir=None, flag="--data"):
     """A tf.data.Dataset of {"name", "hr", "lr", "gray"} (uint8 RGB, HR = scale x LR).
 
     For sources with no splits of their own (benchmark and HR folders),
@@ -272,7 +289,7 @@ def pair_dataset(data, split="train", scale=4, holdout=True, tfds_data_dir=None)
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}")
-    kind = source_kind(data, scale)
+    kind = source_kind(data, scale, flag)
     if kind == "tfds":
         return _tfds_dataset(split, scale, tfds_data_dir)
     if kind == "demo":
@@ -294,6 +311,7 @@ def pair_dataset(data, split="train", scale=4, holdout=True, tfds_data_dir=None)
             paths = _holdout(paths, split)
         if not paths:
             raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {data}")
+        check_images(paths)
         # Names keep sub-folders so that T91/t1 and BSD200/t1 cannot collide.
         names = [os.path.splitext(os.path.relpath(p, data))[0] for p in paths]
         hr = tf.data.Dataset.from_tensor_slices(paths).map(
@@ -303,6 +321,7 @@ def pair_dataset(data, split="train", scale=4, holdout=True, tfds_data_dir=None)
         pairs = _holdout(pairs, split)
     if not pairs:
         raise DataError(f"no image pairs found in {data}")
+    check_images([path for pair in pairs for path in pair[1:]])
     return _file_pairs_dataset(pairs, scale)
 
 

@@ -1,8 +1,12 @@
 """Atomic writes: a reader never sees a half-written file, and an interrupted
-write never destroys the previous version."""
+write never destroys the previous version.  Also the guards around them: free
+space checked before a write, leftovers of killed writes removed, folder locks."""
 
 import contextlib
+import errno
+import fcntl
 import os
+import shutil
 import tempfile
 
 _UMASK = os.umask(0)
@@ -27,8 +31,68 @@ def atomic_path(path):
             os.remove(tmp)
 
 
+def write_bytes(path, data):
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+
 def write_text(path, text):
     with atomic_path(path) as tmp:
         with open(tmp, "w") as f:
             f.write(text)
 
+
+
+class DiskFull(OSError):
+    """Not enough space for a write; the message is meant for the user."""
+
+
+def is_disk_full(error):
+    """Whether an exception (OSError, or h5py's wrapping of one) means 'no space left'."""
+    return (getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+            or "No space left" in str(error) or "Disk quota" in str(error))
+
+
+def check_free_space(folder, needed_bytes, what):
+    """Raise DiskFull before a write of about ``needed_bytes`` that would not fit."""
+    free = shutil.disk_usage(folder).free
+    if free < needed_bytes:
+        raise DiskFull(errno.ENOSPC, f"disk full: {what} needs about {_megabytes(needed_bytes)} "
+                                     f"in {folder}, which has {_megabytes(free)} free")
+
+
+def _megabytes(count):
+    return f"{count / 2**20:.1f} MB"
+
+
+def is_leftover_temp(name):
+    """Names atomic_path gives its temporary files (``.NAME.XXXXXXXX.tmp.EXT``)."""
+    return name.startswith(".") and ".tmp" in name
+
+
+def remove_leftover_temps(folder):
+    """Delete temporary files that a killed atomic write left in ``folder``."""
+    removed = []
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if is_leftover_temp(name) and os.path.isfile(os.path.join(folder, name)):
+                os.remove(os.path.join(folder, name))
+                removed.append(name)
+    return removed
+
+
+class FolderLocked(Exception):
+    """Another process holds the folder's lock."""
+
+
+def lock_folder(folder):
+    """Hold an exclusive lock on ``folder`` until the returned descriptor is closed or
+    the process ends (the OS releases it even after a kill -9)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise FolderLocked(f"{folder} is in use by another process") from None
+    return fd

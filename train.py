@@ -102,6 +102,11 @@ def parse_args(argv=None):
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.patch_size % args.scale or args.val_patch_size % args.scale:
         parser.error("--patch-size and --val-patch-size must be multiples of --scale")
+    # PSNR shaves --scale pixels on each side; smaller patches would leave nothing to score.
+    for name in ("patch_size", "val_patch_size"):
+        if getattr(args, name) < 4 * args.scale:
+            parser.error(f"--{name.replace('_', '-')} must be at least 4 x --scale "
+                         f"({4 * args.scale}): PSNR shaves --scale pixels on each side")
     return args
 
 
@@ -177,19 +182,66 @@ def plot_loss_curves(path, rows, title):
     plt.close(fig)
 
 
+# .h5 files are built in memory and written with Python's own file I/O: when the
+# disk fills, that fails with a clean OSError, whereas h5py writing to a full disk
+# prints tracebacks from its finalizers and can crash the process.
+
 def save_h5(model, path):
     """Inference-only .h5 (no optimizer or compile state), written atomically; a
     training-form model is saved as the plain model it collapses to."""
-    import model as models
-    from fileio import atomic_path
+    import io
 
-    with atomic_path(path) as tmp:
-        models.collapse(model).save(tmp, include_optimizer=False)
+    import h5py
+
+    import model as models
+    from fileio import write_bytes
+
+    class H5Buffer(h5py.File):  # model.save picks its HDF5 writer by the name's suffix
+        def __str__(self):
+            return "model.h5"
+
+    buffer = io.BytesIO()
+    with H5Buffer(buffer, "w") as f:
+        models.collapse(model).save(f, include_optimizer=False)
+    write_bytes(path, buffer.getvalue())
+
+
+def save_weights(model, path):
+    """Weights and optimizer state (Keras' .weights.h5), written atomically."""
+    import io
+
+    from fileio import write_bytes
+
+    class WeightsBuffer(io.BytesIO):  # save_weights checks the name's suffix
+        def __str__(self):
+            return "state.weights.h5"
+
+    buffer = WeightsBuffer()
+    model.save_weights(buffer)
+    write_bytes(path, buffer.getvalue())
 
 
 def state_file(args):
     """The resume state's commit point: names the last completed epoch and its weights."""
     return os.path.join(args.out, "state", "state.json")
+
+
+def _read_config(config_path):
+    if not os.path.exists(config_path):
+        return None
+    try:
+        with open(config_path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"{config_path} is unreadable ({error}); choose another --out") from None
+
+
+def _check_same_settings(args, saved):
+    differ = [f"--{k.replace('_', '-')} {saved['settings'].get(k)!r} (run) vs {v!r} (now)"
+              for k, v in settings_of(args).items()
+              if k in RESUME_KEYS and saved["settings"].get(k, SETTING_DEFAULTS.get(k)) != v]
+    if differ:
+        raise UsageError(f"cannot resume {args.out} with other settings: " + "; ".join(differ))
 
 
 def prepare_run_folder(args):
@@ -198,14 +250,12 @@ def prepare_run_folder(args):
 
     state_path = state_file(args)
     config_path = os.path.join(args.out, "config.json")
+    saved = _read_config(config_path)
     if args.resume and os.path.exists(state_path):
-        with open(config_path) as f:
-            saved = json.load(f)
-        differ = [f"--{k.replace('_', '-')} {saved['settings'].get(k)!r} (run) vs {v!r} (now)"
-                  for k, v in settings_of(args).items()
-                  if k in RESUME_KEYS and saved["settings"].get(k, SETTING_DEFAULTS.get(k)) != v]
-        if differ:
-            raise UsageError(f"cannot resume {args.out} with other settings: " + "; ".join(differ))
+        if saved is None:
+            raise UsageError(f"{args.out} has resume state but no config.json; "
+                             "choose another --out")
+        _check_same_settings(args, saved)
         with open(state_path) as f:
             state = json.load(f)
         epoch = int(state["epoch"])
@@ -221,14 +271,51 @@ def prepare_run_folder(args):
     if existing and not args.resume:
         raise UsageError(f"{args.out} already holds a run ({', '.join(existing)}); "
                          "add --resume to continue it or choose another --out")
-    if args.resume and set(existing) - {"config.json"}:
-        raise UsageError(f"{args.out} holds a run with no resume state (state/state.json): "
-                         "nothing to resume; choose another --out")
-    # Here: a new folder, or --resume of a run killed before its first epoch ended.
+    if args.resume and saved is None and existing:
+        raise UsageError(f"{args.out} holds run files ({', '.join(existing)}) but no "
+                         "config.json: not a run train.py can resume; choose another --out")
+    if args.resume and saved is None:
+        print(f"note: nothing to resume in {args.out}; starting a new run")
+    elif args.resume:
+        # Killed before the first epoch was committed (state.json): whatever that
+        # epoch had written so far is discarded and the run starts over.
+        _check_same_settings(args, saved)
+        for name in set(existing) - {"config.json"}:
+            os.remove(os.path.join(args.out, name))
+        print(f"note: {args.out} has no completed epoch; starting the run over")
     config = {"settings": settings_of(args), "versions": library_versions(),
               "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": sys.argv}
     write_text(config_path, json.dumps(config, indent=2) + "\n")
     return 0, [], None
+
+
+def remove_leftovers(args):
+    """Temporary files of killed atomic writes, and resume weights that no committed
+    state.json names (a kill during their write leaves them partial)."""
+    from fileio import remove_leftover_temps
+
+    state_dir = os.path.join(args.out, "state")
+    remove_leftover_temps(args.out)
+    remove_leftover_temps(state_dir)
+    committed = None
+    if os.path.exists(state_file(args)):
+        with open(state_file(args)) as f:
+            committed = json.load(f)["weights"]
+    for path in glob.glob(os.path.join(state_dir, "epoch-*.weights.h5")):
+        if os.path.basename(path) != committed:
+            os.remove(path)
+
+
+def bytes_per_epoch_save(net):
+    """About what one epoch's files take: the resume weights with Adam's two moments,
+    two plain .h5 files, the curves and csv, plus room for the temporary copies."""
+    import numpy
+
+    import model as models
+
+    training = sum(int(numpy.prod(w.shape)) for w in net.weights) * 4
+    plain = sum(int(numpy.prod(w.shape)) for w in models.collapse(net).weights) * 4
+    return int(1.25 * (3 * training + 2 * plain) + 2 * 2**20)
 
 
 # --------------------------------------------------------------------------- callback
@@ -250,32 +337,53 @@ def make_run_recorder(args, history, best_val_psnr):
             super().__init__()
             self.best = best_val_psnr
             self.started = time.time()
+            self.needed = None
+
+        def on_train_begin(self, logs=None):
+            self.needed = bytes_per_epoch_save(self.model)
 
         def on_epoch_begin(self, epoch, logs=None):
             self.started = time.time()
 
         def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
+            from fileio import DiskFull, check_free_space, is_disk_full
+
+            try:
+                check_free_space(args.out, self.needed, f"saving epoch {epoch + 1}")
+                self.save_epoch(epoch, logs or {})
+            except OSError as error:
+                if not (isinstance(error, DiskFull) or is_disk_full(error)):
+                    raise
+                reason = error.strerror if isinstance(error, DiskFull) else \
+                    f"disk full while saving epoch {epoch + 1} in {args.out}"
+                raise UsageError(f"{reason}; the run is intact up to epoch {epoch}: free some "
+                                 "space, then rerun the same command with --resume") from None
+
+        def save_epoch(self, epoch, logs):
             lr = self.model.optimizer.learning_rate
             row = {"epoch": epoch + 1, "loss": logs.get("loss"), "val_loss": logs.get("val_loss"),
                    "psnr": logs.get("psnr"), "val_psnr": logs.get("val_psnr"),
                    "lr": float(keras.ops.convert_to_numpy(lr)),
                    "seconds": round(time.time() - self.started, 1)}
-            history.append(row)
-            write_history(os.path.join(args.out, "history.csv"), history)
-            plot_loss_curves(os.path.join(args.out, "loss_curves.png"), history,
+            rows = history + [row]
+            write_history(os.path.join(args.out, "history.csv"), rows)
+            plot_loss_curves(os.path.join(args.out, "loss_curves.png"), rows,
                              f"{args.model} x{args.scale} on {args.data}")
             save_h5(self.model, os.path.join(args.out, "last.h5"))
             val_psnr = row["val_psnr"]
-            if val_psnr is not None and (self.best is None or val_psnr > self.best):
-                self.best = val_psnr
+            best = self.best
+            if val_psnr is not None and (best is None or val_psnr > best):
+                best = val_psnr
                 save_h5(self.model, os.path.join(args.out, "model.h5"))
             os.makedirs(state_dir, exist_ok=True)
             weights_name = f"epoch-{epoch + 1:04d}.weights.h5"
-            self.model.save_weights(os.path.join(state_dir, weights_name))  # new file each epoch
+            save_weights(self.model, os.path.join(state_dir, weights_name))  # new file each epoch
             write_text(state_file(args),
                        json.dumps({"epoch": epoch + 1, "weights": weights_name,
-                                   "best_val_psnr": self.best}) + "\n")
+                                   "best_val_psnr": best}) + "\n")
+            # Committed: only now does the epoch count.
+            history.append(row)
+            self.best = best
             for old in glob.glob(os.path.join(state_dir, "epoch-*.weights.h5")):
                 if os.path.basename(old) != weights_name:
                     os.remove(old)
@@ -298,10 +406,14 @@ def build_datasets(args):
 
     if args.data == "div2k":
         data.check_tfds_available(args.scale, args.tfds_dir)  # fail in seconds, not minutes
+    if args.cache:
+        folder = os.path.dirname(os.path.abspath(args.cache))
+        if not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
+            raise data.DataError(f"--cache {args.cache}: cannot write in {folder}")
     train_pairs = data.pair_dataset(args.data, "train", args.scale, tfds_data_dir=args.tfds_dir)
     if args.val_data:
         val_pairs = data.pair_dataset(args.val_data, "validation", args.scale, holdout=False,
-                                      tfds_data_dir=args.tfds_dir)
+                                      tfds_data_dir=args.tfds_dir, flag="--val-data")
     else:
         val_pairs = data.pair_dataset(args.data, "validation", args.scale,
                                       tfds_data_dir=args.tfds_dir)
@@ -351,24 +463,37 @@ def compile_model(args):
 
 def train(args):
     """Run (or resume) training; returns the history rows."""
+    # Everything that can be wrong with the data, model or flags fails here,
+    # before --out is touched.
+    train_ds, val_ds = build_datasets(args)
+    net = compile_model(args)
+    if args.init_from:
+        start_from(net, args.init_from)
+    from fileio import FolderLocked, lock_folder
+
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out} is a file; give a folder for the run")
+    try:
+        os.makedirs(args.out, exist_ok=True)
+        lock = lock_folder(args.out)   # held for the life of the process
+    except FolderLocked:
+        raise UsageError(f"--out {args.out} is in use by another train.py; wait for it to "
+                         "finish or stop it first") from None
+    except OSError as error:
+        raise UsageError(f"--out {args.out}: cannot create the run folder "
+                         f"({error.strerror})") from None
+    try:
+        return train_in_folder(args, net, train_ds, val_ds)
+    finally:
+        os.close(lock)
+
+
+def train_in_folder(args, net, train_ds, val_ds):
+    """The part of train() that runs with the run folder locked."""
     import keras
 
-    train_ds, val_ds = build_datasets(args)   # before touching --out: bad data leaves nothing
-    os.makedirs(args.out, exist_ok=True)
+    remove_leftovers(args)
     initial_epoch, history, state_weights = prepare_run_folder(args)
-    net = compile_model(args)
-    if args.init_from and not state_weights:
-        import inference
-        import model as models
-
-        try:
-            start = inference.load_model(args.init_from)
-            if models.is_collapsible(net):
-                models.expand_from(net, start)
-            else:
-                net.set_weights(start.get_weights())
-        except ValueError as error:
-            raise UsageError(f"--init-from {args.init_from}: another architecture ({error})")
     if state_weights:
         net.optimizer.build(net.trainable_variables)
         net.load_weights(state_weights)
@@ -389,6 +514,21 @@ def train(args):
     return history
 
 
+def start_from(net, path):
+    """Load a trained plain model's weights into ``net`` (--init-from)."""
+    import inference
+    import model as models
+
+    start = inference.load_model(path)
+    try:
+        if models.is_collapsible(net):
+            models.expand_from(net, start)
+        else:
+            net.set_weights(start.get_weights())
+    except ValueError as error:
+        raise UsageError(f"--init-from {path}: another architecture ({error})") from None
+
+
 def quiet_tensorflow():
     """Hide TensorFlow's start-up chatter (no-GPU notices, legacy-.h5 warnings)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -403,10 +543,16 @@ def main(argv=None):
     import data
     import inference
 
+    import tensorflow as tf
+
     try:
         train(args)
     except (data.DataError, inference.ModelError, UsageError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except tf.errors.OpError as error:  # e.g. an image that passed the checks but won't decode
+        print(f"error: while reading {args.data}: {error.message.splitlines()[0]}; "
+              "continue with --resume once it is fixed", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted; continue with the same command plus --resume", file=sys.stderr)

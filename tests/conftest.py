@@ -39,3 +39,38 @@ def run_python(args, cwd=REPO, timeout=300):
 
     return subprocess.run([sys.executable] + args, cwd=cwd, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def mounted_tmpfs(path, size):
+    """Context manager: a small tmpfs at ``path`` (a real full disk or read-only
+    filesystem for fault tests); skips the test where mounting is not allowed."""
+    import contextlib
+    import subprocess
+
+    @contextlib.contextmanager
+    def mount():
+        os.makedirs(path, exist_ok=True)
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", path],
+                                capture_output=True, text=True)
+        if result.returncode:
+            pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip() or 'not root'})")
+        try:
+            yield path
+        finally:
+            subprocess.run(["umount", "-l", path], capture_output=True)
+
+    return mount()
+
+
+def remount_read_only(path):
+    import subprocess
+
+    subprocess.run(["mount", "-o", "remount,ro", path], check=True, capture_output=True)
+
+
+def one_line_error(stderr):
+    """The last line of stderr, after checking that no traceback was printed."""
+    assert "Traceback" not in stderr, stderr[-3000:]
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: "), stderr[-3000:]
+    return lines[-1]

@@ -174,6 +174,9 @@ def evaluate(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    import tfquiet
+
+    tfquiet.import_tensorflow()
     import data
     import inference
 

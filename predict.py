@@ -225,6 +225,9 @@ def predict(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    import tfquiet
+
+    tfquiet.import_tensorflow()
     import inference
 
     try:

@@ -82,6 +82,9 @@ def parse_args(argv=None):
         args.widths = [int(w) for w in args.widths.split(",")]
     except ValueError:
         parser.error(f"--widths must be comma-separated integers, got {args.widths!r}")
+    import tfquiet
+
+    tfquiet.import_tensorflow()
     import model as models
 
     args.branches = [b for b in args.branches.split(",") if b]
@@ -529,16 +532,7 @@ def start_from(net, path):
         raise UsageError(f"--init-from {path}: another architecture ({error})") from None
 
 
-def quiet_tensorflow():
-    """Hide TensorFlow's start-up chatter (no-GPU notices, legacy-.h5 warnings)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import absl.logging
-
-    absl.logging.set_verbosity(absl.logging.ERROR)
-
-
 def main(argv=None):
-    quiet_tensorflow()
     args = parse_args(argv)
     import data
     import inference

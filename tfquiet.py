@@ -1,0 +1,34 @@
+"""Start TensorFlow without its start-up chatter.
+
+On a machine without a GPU, importing TensorFlow prints notices such as
+"Could not find cuda drivers" and "failed call to cuInit: ... CUDA error" from
+C++ code that runs before any Python setting can reach it.  They read as
+failures and carry nothing a user of these CLIs needs, so the C-level stderr
+is closed while TensorFlow imports and starts its devices.
+"""
+
+import os
+import sys
+
+
+def import_tensorflow():
+    """Import TensorFlow quietly (once per process) and return the module."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_logical_devices()   # device start-up prints the cuInit error
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.ERROR)   # e.g. legacy-.h5 notices
+    return tf

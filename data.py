@@ -265,19 +265,33 @@ def _tfds_dataset(split, scale, data_dir=None):
 
 def check_images(paths):
     """Stop on the first file that is not a readable image, naming it (Pillow reads
-    headers and, for PNG, checks every chunk's CRC: a fraction of a decode's cost)."""
+    headers and, for PNG, checks every chunk's CRC: a fraction of a decode's cost).
+    Returns each path's (width, height)."""
     from PIL import Image
 
     import images
 
     Image.MAX_IMAGE_PIXELS = images.MAX_PIXELS
+    sizes = {}
     for path in paths:
         try:
             with Image.open(path) as image:
+                sizes[path] = image.size
                 image.verify()
         except Exception as error:  # Pillow raises many kinds for a bad file
             detail = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise DataError(f"{path}: not a readable image ({detail}); remove or replace it")
+    return sizes
+
+
+def check_pairs(pairs, scale):
+    """Every HR must be ``scale`` times its LR (up to a remainder below ``scale``)."""
+    sizes = check_images([path for pair in pairs for path in pair[1:]])
+    for _, hr_path, lr_path in pairs:
+        (hr_w, hr_h), (lr_w, lr_h) = sizes[hr_path], sizes[lr_path]
+        if not (0 <= hr_w - scale * lr_w < scale and 0 <= hr_h - scale * lr_h < scale):
+            raise DataError(f"{lr_path} is {lr_w}x{lr_h}, not 1/{scale} of its HR {hr_path} "
+                            f"({hr_w}x{hr_h})")
 
 
 def pair_dataset(data, split="train", scale=4, holdout=True, tfds_data_dir=None, flag="--data"):
@@ -321,7 +335,7 @@ def pair_dataset(data, split="train", scale=4, holdout=True, tfds_data_dir=None,
         pairs = _holdout(pairs, split)
     if not pairs:
         raise DataError(f"no image pairs found in {data}")
-    check_images([path for pair in pairs for path in pair[1:]])
+    check_pairs(pairs, scale)
     return _file_pairs_dataset(pairs, scale)
 
 

@@ -41,7 +41,10 @@ def parse_args(argv=None):
     add("--overwrite", action="store_true", help="replace existing output files")
     add("--bfloat16", action="store_true", help="run the model in bfloat16 (see predict.py)")
     add("--tfds-dir", default=None, help="tensorflow-datasets data_dir for --data div2k")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be at least 1 (leave it out to score every image)")
+    return args
 
 
 def score_image(net, hr, lr, scale, gray=False, with_rgb=False):
@@ -134,17 +137,32 @@ def to_json(results, scale):
 
 
 class OutputExists(Exception):
-    """An output file or folder the user already has; the message is for the user."""
+    """An output the user already has, or one that cannot be written; the message
+    is for the user."""
+
+
+def _writable_folder(path):
+    """Whether ``path`` (a folder, perhaps not made yet) could be created and written."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return os.path.isdir(path) and os.access(path, os.W_OK)
 
 
 def check_outputs_free(args):
-    """Refuse to overwrite a user's files unless --overwrite is given."""
-    for path in (args.json, args.csv):
+    """Before any scoring: refuse to overwrite a user's files unless --overwrite is
+    given, and refuse outputs that could not be written at the end."""
+    for flag, path in (("--json", args.json), ("--csv", args.csv)):
         if path and os.path.exists(path) and not args.overwrite:
             raise OutputExists(f"{path} exists; pass --overwrite to replace it")
+        if path and not _writable_folder(os.path.dirname(os.path.abspath(path))):
+            raise OutputExists(f"{flag} {path}: cannot write there (read-only or no permission)")
     if args.save_images and os.path.isdir(args.save_images) and os.listdir(args.save_images) \
             and not args.overwrite:
         raise OutputExists(f"{args.save_images} is not empty; pass --overwrite to write into it")
+    if args.save_images and not _writable_folder(args.save_images):
+        raise OutputExists(f"--save-images {args.save_images}: cannot write there "
+                           "(read-only or no permission)")
 
 
 def evaluate(args):

@@ -67,6 +67,18 @@ def _read_png16(path):
     return UserImage(rgb, alpha, gray, 16)
 
 
+def _read_tiff16_color(path):
+    """16-bit colour TIFF (Pillow reduces it to 8 bits), or None for any other TIFF."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        if page.dtype != np.uint16 or page.ndim != 3 or page.shape[-1] not in (3, 4):
+            return None
+        array = page.asarray().astype(np.float32) / 65535.0
+    return UserImage(array[..., :3], array[..., 3] if array.shape[-1] == 4 else None, False, 16)
+
+
 def read_image(path):
     """Read an image file as a UserImage; any failure is an ImageReadError."""
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -79,6 +91,10 @@ def read_image(path):
     try:
         if _png_bit_depth(path) == 16:
             return _read_png16(path)
+        if path.lower().endswith((".tif", ".tiff")):
+            image = _read_tiff16_color(path)
+            if image is not None:
+                return image
         with Image.open(path) as img:
             img.seek(0)                              # first frame of a GIF or TIFF
             img = ImageOps.exif_transpose(img)
@@ -120,6 +136,66 @@ def to_uint8(image_float):
 
 def to_uint16(image_float):
     return np.clip(np.floor(np.asarray(image_float) * 65535.0 + 0.5), 0, 65535).astype(np.uint16)
+
+
+# What an output's extension makes of it: format, and whether 16 bits and alpha fit.
+OUTPUT_FORMATS = {
+    ".png": ("PNG", True, True),
+    ".tif": ("TIFF", True, True),
+    ".tiff": ("TIFF", True, True),
+    ".webp": ("WEBP", False, True),
+    ".jpg": ("JPEG", False, False),
+    ".jpeg": ("JPEG", False, False),
+}
+
+
+class ImageWriteError(Exception):
+    """An output that cannot be written as asked; the message is one line for the user."""
+
+
+def check_output_format(path, has_alpha=False):
+    """Raise ImageWriteError unless ``path``'s extension names a format we write (and
+    that format can hold alpha, when there is alpha)."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in OUTPUT_FORMATS:
+        raise ImageWriteError(f"{path}: cannot write {ext or 'files without an extension'}; "
+                              f"use one of {', '.join(OUTPUT_FORMATS)}")
+    name, _, alpha_ok = OUTPUT_FORMATS[ext]
+    if has_alpha and not alpha_ok:
+        raise ImageWriteError(f"{path}: {name} cannot hold the image's transparency; "
+                              "write .png, .tif or .webp")
+
+
+def write_image(path, array):
+    """Write a uint8/uint16 array (1-4 channels) in the format ``path``'s extension
+    names, atomically.  Formats without 16 bits (JPEG, WebP) get the 8-bit rounding;
+    returns a note saying so, or None."""
+    check_output_format(path, array.ndim == 3 and array.shape[-1] in (2, 4))
+    name, deep_ok, _ = OUTPUT_FORMATS[os.path.splitext(path)[1].lower()]
+    note = None
+    if array.dtype == np.uint16 and not deep_ok:
+        array = ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+        note = f"{path}: {name} holds 8 bits per channel; the 16-bit result was rounded"
+    if name == "PNG":
+        write_png(path, array)
+        return note
+    from fileio import atomic_path
+
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    with atomic_path(path) as tmp:
+        if name == "TIFF":
+            import tifffile   # Pillow cannot write 16-bit RGB TIFF
+
+            tifffile.imwrite(tmp, array, compression="zlib",
+                             photometric="rgb" if array.ndim == 3 else "minisblack",
+                             extrasamples=["unassalpha"] if array.ndim == 3 and
+                             array.shape[-1] in (2, 4) else None)
+        else:
+            from PIL import Image
+
+            Image.fromarray(array).save(tmp, format=name, quality=95)
+    return note
 
 
 def write_png(path, array):

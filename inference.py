@@ -43,7 +43,28 @@ def load_model(path=None, bfloat16=False):
         net = keras.models.load_model(path, compile=False)
     except Exception as error:  # h5py/keras raise many kinds for a bad file
         raise ModelError(f"cannot load model {path}: {str(error).splitlines()[0]}") from None
+    check_upscaler(net, path)
     return to_bfloat16(net) if bfloat16 else net
+
+
+def check_upscaler(net, path):
+    """A ModelError unless ``net`` maps any RGB image (N, H, W, 3) to (N, sH, sW, 3)."""
+    def refuse(why):
+        raise ModelError(f"{path} is not an image-to-image upscaler: {why}")
+
+    shapes = [tuple(t.shape) for t in net.inputs]
+    if len(shapes) != 1 or len(shapes[0]) != 4 or shapes[0][-1] != 3:
+        refuse(f"it takes {shapes[0] if len(shapes) == 1 else shapes}, not (N, H, W, 3) RGB images")
+    if shapes[0][1:3] != (None, None):
+        refuse(f"its input size is fixed at {shapes[0][1:3]}")
+    try:
+        out = net(np.zeros((1, 8, 12, 3), np.float32), training=False)
+    except Exception as error:  # whatever the layers raise for an 8x12 probe
+        refuse(f"it fails on an 8x12 image ({str(error).splitlines()[0]})")
+    shape = tuple(out.shape)
+    if len(shape) != 4 or shape[-1] != 3 or shape[1] % 8 or shape[1] // 8 < 1 \
+            or shape[1] * 12 != shape[2] * 8:
+        refuse(f"an 8x12 RGB image gives an output of shape {shape}")
 
 
 def to_bfloat16(net):

@@ -19,11 +19,13 @@ import numpy as np
 # LR tile side: working memory scales with tile^2 (about 0.6 GB for a 128-wide
 # model at 512), not with the image; overlap costs (1 + 8/tile)^2 of the work.
 DEFAULT_TILE = 512
+MIN_TILE = 32
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description="Super-resolve images x4 (or the model's scale). Writes PNG.",
+        description="Super-resolve images x4 (or the model's scale). Writes PNG unless -o "
+                    "names .jpg, .webp or .tif.",
     )
     add = parser.add_argument
     add("inputs", nargs="+", metavar="INPUT", help="image files and/or folders of images")
@@ -42,8 +44,9 @@ def parse_args(argv=None):
         help="also write NAME_x4_compare.png: nearest, bicubic and model side by side, "
              "with the same zoomed crop")
     args = parser.parse_args(argv)
-    if args.tile < 0:
-        parser.error("--tile must be 0 or positive")
+    if args.tile < 0 or 0 < args.tile < MIN_TILE:
+        parser.error(f"--tile must be 0 (whole image) or at least {MIN_TILE}: smaller tiles "
+                     "spend most of their work on the overlap")
     return args
 
 
@@ -81,13 +84,38 @@ def output_paths(files, inputs, output, scale):
     if output is None:
         return [os.path.join(os.path.dirname(f), stem + suffix) for f, stem in zip(files, stems)]
     many = len(files) > 1 or any(os.path.isdir(i) for i in inputs)
-    if not many and not os.path.isdir(output):
+    as_folder = output.endswith(("/", os.sep)) or os.path.isdir(output)
+    if not many and not as_folder:
         return [output]
     if os.path.exists(output) and not os.path.isdir(output):
         raise UsageError(f"-o {output}: is a file, but several inputs need a folder")
     if len(set(stems)) < len(stems):
         raise UsageError("two inputs share a name; give them separate output folders")
     return [os.path.join(output, stem + suffix) for stem in stems]
+
+
+def check_targets(files, targets):
+    """Refuse, before any work, outputs in a format we do not write, outputs that
+    are one of the inputs, and folders that cannot be made or written."""
+    import images
+
+    inputs = {os.path.realpath(f) for f in files}
+    for target in targets:
+        try:
+            images.check_output_format(target)
+        except images.ImageWriteError as error:
+            raise UsageError(str(error)) from None
+        if os.path.realpath(target) in inputs:
+            raise UsageError(f"{target} is one of the inputs; it is never written over "
+                             "(choose another -o)")
+    for folder in sorted({os.path.dirname(os.path.abspath(t)) for t in targets}):
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as error:
+            raise UsageError(f"cannot make the output folder {folder} ({error.strerror})") \
+                from None
+        if not os.access(folder, os.W_OK):
+            raise UsageError(f"cannot write in {folder} (read-only or no permission)")
 
 
 def upscale_image(net, image, tile=None):
@@ -197,7 +225,8 @@ def predict(args):
     net = inference.load_model(args.model, bfloat16=args.bfloat16)
     scale = inference.model_scale(net)
     targets = output_paths(files, args.inputs, args.output, scale)
-    failures = 0
+    check_targets(files, targets)
+    failures, written = 0, []
     progress = tqdm(list(zip(files, targets)), unit="img", disable=len(files) < 2)
     for source, target in progress:
         progress.set_postfix_str(os.path.basename(source))
@@ -215,10 +244,24 @@ def predict(args):
             tqdm.write(f"error: {error}", file=sys.stderr)
             failures += 1
             continue
+        try:
+            images.check_output_format(target, image.alpha is not None)
+        except images.ImageWriteError as error:
+            tqdm.write(f"error: {error}", file=sys.stderr)
+            failures += 1
+            continue
         out = upscale_image(net, image, args.tile or None)
-        images.write_png(target, out)
-        if args.compare:
-            write_comparison(compare, image.rgb, out, scale)
+        try:
+            note = images.write_image(target, out)
+            if args.compare:
+                write_comparison(compare, image.rgb, out, scale)
+        except OSError as error:  # a full or read-only disk fails every later write too
+            summary = (f"; {len(written)} of {len(files)} outputs were written before it "
+                       "(listed above), the others were not" if len(files) > 1 else "")
+            raise UsageError(f"cannot write {target}: {error.strerror}{summary}") from None
+        if note:
+            tqdm.write(f"note: {note}")
+        written.append(target)
         tqdm.write(f"{source} -> {target} ({out.shape[1]}x{out.shape[0]})")
     return failures
 

@@ -208,3 +208,164 @@ def test_patches_too_small_to_score_are_refused(flag, capsys):
         train.parse_args([flag, "4"])
     assert exit_info.value.code == 2
     assert "at least 4 x --scale" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- predict
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    import keras
+
+    import model as models
+
+    keras.utils.set_random_seed(0)
+    path = str(tmp_path_factory.mktemp("model") / "net.h5")
+    models.three_conv(scale=4, widths=(16, 8)).save(path)
+    return path
+
+
+@pytest.fixture()
+def photo(tmp_path):
+    path = str(tmp_path / "in" / "photo.png")
+    write_png(path, smooth_image(24, 32, seed=1))
+    return path
+
+
+def _predict(args, capsys):
+    import predict
+
+    code = predict.main(args)
+    return code, capsys.readouterr()
+
+
+def test_predict_output_on_a_read_only_filesystem(small_model, photo, tmp_path, capsys):
+    with mounted_tmpfs(str(tmp_path / "ro"), "1m") as disk:
+        remount_read_only(disk)
+        for output in (os.path.join(disk, "big.png"), os.path.join(disk, "folder") + "/"):
+            code, captured = _predict([photo, "--model", small_model, "-o", output], capsys)
+            line = one_line_error(captured.err)
+            assert code == 2 and disk in line and ".tmp" not in line
+
+
+def test_predict_into_a_new_folder_for_one_input(small_model, photo, tmp_path, capsys):
+    code, _ = _predict([photo, "--model", small_model, "-o", str(tmp_path / "new") + "/"], capsys)
+    assert code == 0
+    assert os.listdir(tmp_path / "new") == ["photo_x4.png"]
+
+
+def test_predict_full_disk_in_a_folder_run_says_what_was_written(small_model, tmp_path, capsys):
+    for i in range(3):
+        write_png(str(tmp_path / "in" / f"{i}.png"), smooth_image(64, 64, seed=i))
+    with mounted_tmpfs(str(tmp_path / "disk"), "200k") as disk:
+        code, captured = _predict([str(tmp_path / "in"), "--model", small_model, "-o", disk],
+                                  capsys)
+        line = one_line_error(captured.err)
+        assert code == 2 and "No space left" in line
+        written = sorted(n for n in os.listdir(disk) if not n.startswith("."))
+        assert f"{len(written)} of 3 outputs were written" in line
+        assert not [n for n in os.listdir(disk) if n.startswith(".")]   # no temp file left
+
+
+@pytest.mark.parametrize("kind", ["dense", "gray"])
+def test_predict_with_a_model_that_is_not_an_upscaler(kind, photo, tmp_path, capsys):
+    import keras
+
+    channels = 1 if kind == "gray" else 3
+    inputs = keras.Input((None, None, channels))
+    layer = keras.layers.Dense(4) if kind == "dense" else keras.layers.Conv2D(1, 3, padding="same")
+    path = str(tmp_path / f"{kind}.h5")
+    keras.Model(inputs, layer(inputs)).save(path)
+    code, captured = _predict([photo, "--model", path, "-o", str(tmp_path / "o.png")], capsys)
+    assert code == 2 and "not an image-to-image upscaler" in one_line_error(captured.err)
+    assert not os.path.exists(tmp_path / "o.png")
+
+
+@pytest.mark.parametrize("ext,pil_format", [(".jpg", "JPEG"), (".webp", "WEBP"),
+                                            (".tif", "TIFF"), (".png", "PNG")])
+def test_predict_writes_the_format_its_extension_names(ext, pil_format, small_model, photo,
+                                                       tmp_path, capsys):
+    from PIL import Image
+
+    target = str(tmp_path / f"result{ext}")
+    code, _ = _predict([photo, "--model", small_model, "-o", target], capsys)
+    assert code == 0
+    with Image.open(target) as image:
+        assert image.format == pil_format and image.size == (128, 96)
+
+
+def test_predict_refuses_formats_it_cannot_write(small_model, photo, tmp_path, capsys):
+    code, captured = _predict([photo, "--model", small_model, "-o", str(tmp_path / "r.gif")],
+                              capsys)
+    assert code == 2 and ".gif" in one_line_error(captured.err)
+
+
+def test_predict_never_writes_over_an_input(small_model, photo, capsys):
+    with open(photo, "rb") as f:
+        before = f.read()
+    code, captured = _predict([photo, "--model", small_model, "-o", photo, "--overwrite"], capsys)
+    assert code == 2 and "is one of the inputs" in one_line_error(captured.err)
+    with open(photo, "rb") as f:
+        assert f.read() == before
+
+
+def test_predict_refuses_tiny_tiles(photo, capsys):
+    import predict
+
+    with pytest.raises(SystemExit) as exit_info:
+        predict.parse_args([photo, "--tile", "1"])
+    assert exit_info.value.code == 2 and "--tile" in capsys.readouterr().err
+
+
+def test_cli_start_up_prints_nothing_but_the_error(tmp_path):
+    """TensorFlow's CUDA/cuInit notices are silenced: the one line is all there is."""
+    result = subprocess.run([sys.executable, "predict.py", str(tmp_path / "nosuch.png")],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'nosuch.png'}: no such file"]
+
+
+# --------------------------------------------------------------------------- evaluate
+
+def _evaluate(args, capsys):
+    import evaluate
+
+    code = evaluate.main(args)
+    return code, capsys.readouterr()
+
+
+@pytest.fixture()
+def hr_set(tmp_path):
+    for i in range(2):
+        write_png(str(tmp_path / "set" / f"{i}.png"), smooth_image(48, 40, seed=i))
+    return str(tmp_path / "set")
+
+
+def test_evaluate_outputs_on_a_read_only_filesystem_fail_before_scoring(small_model, hr_set,
+                                                                        tmp_path, capsys):
+    with mounted_tmpfs(str(tmp_path / "ro"), "1m") as disk:
+        remount_read_only(disk)
+        for flag, name in (("--json", "s.json"), ("--csv", "s.csv"), ("--save-images", "sr")):
+            code, captured = _evaluate(["--model", small_model, "--data", hr_set, flag,
+                                        os.path.join(disk, name)], capsys)
+            assert code == 2 and flag in one_line_error(captured.err)
+            assert "model PSNR" not in captured.out           # nothing was scored
+
+
+def test_evaluate_names_an_lr_image_of_the_wrong_size(small_model, tmp_path, capsys):
+    for name, (h, w) in (("a", (48, 40)), ("b", (48, 40))):
+        write_png(str(tmp_path / "bench" / "HR" / f"{name}.png"), smooth_image(h, w))
+        write_png(str(tmp_path / "bench" / "LR_bicubic_X4" / f"{name}.png"),
+                  smooth_image(h // 4 + (name == "b"), w // 4))
+    code, captured = _evaluate(["--model", small_model, "--data", str(tmp_path / "bench")],
+                               capsys)
+    line = one_line_error(captured.err)
+    assert code == 2 and "b.png" in line and "not 1/4" in line
+
+
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_evaluate_limit_must_be_positive(limit, capsys):
+    import evaluate
+
+    with pytest.raises(SystemExit):
+        evaluate.parse_args(["--data", "demo", "--limit", limit])
+    assert "--limit must be at least 1" in capsys.readouterr().err

@@ -109,32 +109,52 @@ def _run(net, lr_float):
     return forward[1](tf.constant(lr_float[None]))[0].numpy()
 
 
-def tiled(fn, image, scale, tile=None, overlap=4, convert=None):
+def tiled_bands(fn, image, scale, tile=None, overlap=4, convert=None, on_tile=None):
     """Apply ``fn`` (a local operator that upscales by ``scale``) to ``image`` in
     tiles of at most ``tile`` x ``tile`` pixels, each given ``overlap`` pixels of
     real context on every side, keeping only each tile's own part of the result.
+    Yields the result one band of tile rows at a time: (output row, band).
 
     When ``overlap`` covers ``fn``'s reach (the receptive radius for a
-    convolutional model), the result equals ``fn(image)``, while working memory
-    depends on the tile size alone.  ``convert`` (e.g. to 8 bits) is applied to
-    each piece as it comes, so a large float output never exists.
+    convolutional model), the bands put together equal ``fn(image)``, while
+    working memory depends on the tile size and the image width alone.
+    ``convert`` (e.g. to 8 bits) is applied to each piece as it comes, so a large
+    float output never exists; ``on_tile`` is called after each tile (progress).
     """
     convert = convert or (lambda piece: piece)
     height, width = image.shape[:2]
-    if tile is None or (height <= tile and width <= tile):
-        return convert(fn(image))
-    out = None
+    tile = tile or max(height, width)
     for y0 in range(0, height, tile):
+        y1 = min(y0 + tile, height)
+        band = None
         for x0 in range(0, width, tile):
-            y1, x1 = min(y0 + tile, height), min(x0 + tile, width)
+            x1 = min(x0 + tile, width)
             py0, px0 = max(y0 - overlap, 0), max(x0 - overlap, 0)
             py1, px1 = min(y1 + overlap, height), min(x1 + overlap, width)
             result = fn(image[py0:py1, px0:px1])
             oy, ox = (y0 - py0) * scale, (x0 - px0) * scale
             piece = convert(result[oy:oy + (y1 - y0) * scale, ox:ox + (x1 - x0) * scale])
-            if out is None:
-                out = np.empty((height * scale, width * scale) + piece.shape[2:], piece.dtype)
-            out[y0 * scale:y1 * scale, x0 * scale:x1 * scale] = piece
+            if band is None:
+                band = np.empty(((y1 - y0) * scale, width * scale) + piece.shape[2:], piece.dtype)
+            band[:, x0 * scale:x1 * scale] = piece
+            if on_tile:
+                on_tile()
+        yield y0 * scale, band
+
+
+def tile_count(shape, tile=None):
+    height, width = shape[:2]
+    tile = tile or max(height, width)
+    return -(-height // tile) * -(-width // tile)
+
+
+def tiled(fn, image, scale, tile=None, overlap=4, convert=None):
+    """``tiled_bands`` put together into one array."""
+    out = None
+    for row, band in tiled_bands(fn, image, scale, tile, overlap, convert):
+        if out is None:
+            out = np.empty((image.shape[0] * scale,) + band.shape[1:], band.dtype)
+        out[row:row + len(band)] = band
     return out
 
 
@@ -144,6 +164,20 @@ def super_resolve(net, lr, tile=None, convert=to_uint8):
     result (overlap = the model's receptive radius)."""
     import model as models
 
-    lr_float = lr.astype(np.float32) / 255.0 if lr.dtype == np.uint8 else lr.astype(np.float32)
-    return tiled(lambda piece: _run(net, piece), lr_float, model_scale(net), tile,
+    return tiled(lambda piece: _run(net, _as_float(piece)), lr, model_scale(net), tile,
                  models.receptive_radius(net), convert)
+
+
+def super_resolve_bands(net, lr, tile, convert=to_uint8, on_tile=None):
+    """``super_resolve`` one band of tile rows at a time (see ``tiled_bands``)."""
+    import model as models
+
+    return tiled_bands(lambda piece: _run(net, _as_float(piece)), lr, model_scale(net), tile,
+                       models.receptive_radius(net), convert, on_tile)
+
+
+def _as_float(piece):
+    """Tiles are made float as they are cut, so a uint8 image is never held as float."""
+    if piece.dtype == np.uint8:
+        return piece.astype(np.float32) / 255.0
+    return piece.astype(np.float32, copy=False)

@@ -118,24 +118,115 @@ def check_targets(files, targets):
             raise UsageError(f"cannot write in {folder} (read-only or no permission)")
 
 
-def upscale_image(net, image, tile=None):
-    """Upscale a UserImage; returns the array to write (uint8/uint16, mode as the input)."""
+def upscaled_bands(net, image, tile=None, on_tile=None):
+    """Upscale a UserImage one band of tile rows at a time; yields (row, band) with
+    bands ready to write (uint8/uint16, mode as the input, alpha last)."""
     import bicubic
     import images
     import inference
 
     scale = inference.model_scale(net)
     convert = images.to_uint16 if image.bits == 16 else images.to_uint8
-    if image.gray:
-        # The model sees the gray image as RGB; its output becomes gray by BT.601 luma.
-        out = inference.super_resolve(net, image.rgb, tile, lambda p: convert(images.luma(p)))
-    else:
-        out = inference.super_resolve(net, image.rgb, tile, convert)
-    if image.alpha is not None:
-        alpha = inference.tiled(lambda p: bicubic.imresize(p, scale=scale), image.alpha, scale,
-                                tile, overlap=4, convert=convert)
-        out = np.concatenate([out[..., None] if out.ndim == 2 else out, alpha[..., None]], -1)
-    return out
+    # The model sees a gray image as RGB; its output becomes gray by BT.601 luma.
+    to_output = (lambda p: convert(images.luma(p))) if image.gray else convert
+    colour = inference.super_resolve_bands(net, image.rgb, tile, to_output, on_tile)
+    if image.alpha is None:
+        yield from colour
+        return
+    alpha = inference.tiled_bands(lambda p: bicubic.imresize(p, scale=scale), image.alpha,
+                                  scale, tile, overlap=4, convert=convert)
+    for (row, band), (_, alpha_band) in zip(colour, alpha):
+        band = band[..., None] if band.ndim == 2 else band
+        yield row, np.concatenate([band, alpha_band[..., None]], -1)
+
+
+def upscale_image(net, image, tile=None):
+    """Upscale a UserImage whole; returns the array to write (see upscaled_bands)."""
+    bands = list(upscaled_bands(net, image, tile))
+    return np.concatenate([band for _, band in bands])
+
+
+def output_layout(image, scale):
+    """(height, width, channels, bits) of the output of a UserImage."""
+    height, width = image.rgb.shape[:2]
+    channels = (1 if image.gray else 3) + (image.alpha is not None)
+    return height * scale, width * scale, channels, image.bits
+
+
+class ComparisonFigure:
+    """The model's output whole (subsampled), then nearest, bicubic and model on the
+    same zoomed crop where the LR has most detail; gathered band by band."""
+
+    def __init__(self, lr_rgb, scale, out_shape, crop=None):
+        import images
+
+        self.lr8, self.scale = images.to_uint8(lr_rgb), scale
+        crop = crop or max(8, min(48, min(self.lr8.shape[:2]) // 3))
+        self.crop = min(crop, *self.lr8.shape[:2])
+        self.top, self.left = _busiest_window(self.lr8, self.crop)
+        self.step = max(1, max(out_shape[:2]) // 1200)   # a large output is shown subsampled
+        self.out_shape = out_shape
+        self.overview, self.zoom = [], []
+
+    def add(self, row, band):
+        band = _display_rgb(band)
+        first = (-row) % self.step
+        self.overview.append(band[first::self.step, ::self.step])
+        y0, size = self.top * self.scale, self.crop * self.scale
+        x0 = self.left * self.scale
+        lo, hi = max(y0, row), min(y0 + size, row + len(band))
+        if lo < hi:
+            self.zoom.append(band[lo - row:hi - row, x0:x0 + size])
+
+    def write(self, path):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.patches import Rectangle
+
+        import bicubic
+        from fileio import atomic_path
+
+        lr8, scale, crop, top, left = self.lr8, self.scale, self.crop, self.top, self.left
+        # Bicubic only around the crop (with margin for the kernel), not the whole image.
+        margin = 4
+        y0, x0 = max(top - margin, 0), max(left - margin, 0)
+        y1, x1 = min(top + crop + margin, lr8.shape[0]), min(left + crop + margin, lr8.shape[1])
+        cubic = bicubic.upscale(lr8[y0:y1, x0:x1], scale)
+        oy, ox = (top - y0) * scale, (left - x0) * scale
+        size = crop * scale
+        zooms = (
+            ("nearest", np.repeat(np.repeat(lr8[top:top + crop, left:left + crop], scale, 0),
+                                  scale, 1)),
+            ("bicubic (MATLAB imresize)", cubic[oy:oy + size, ox:ox + size]),
+            ("model", np.concatenate(self.zoom)),
+        )
+        step = self.step
+        fig = plt.figure(figsize=(12, 9))
+        overview = fig.add_subplot(2, 1, 1)
+        overview.imshow(np.concatenate(self.overview))
+        overview.add_patch(Rectangle((left * scale / step, top * scale / step), size / step,
+                                     size / step, fill=False, color="red", linewidth=2))
+        overview.set_title(f"model output ({self.out_shape[1]}x{self.out_shape[0]}), "
+                           "red box = zoom")
+        overview.axis("off")
+        for column, (title, image) in enumerate(zooms):
+            axis = fig.add_subplot(2, 3, 4 + column)
+            axis.imshow(image, interpolation="nearest")
+            axis.set_title(title)
+            axis.axis("off")
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+        plt.close(fig)
+
+
+def write_comparison(path, lr_rgb, sr, scale, crop=None):
+    """The comparison figure of a whole output ``sr`` (see ComparisonFigure)."""
+    figure = ComparisonFigure(lr_rgb, scale, sr.shape, crop)
+    figure.add(0, sr)
+    figure.write(path)
 
 
 def _display_rgb(array):
@@ -150,56 +241,6 @@ def _display_rgb(array):
     return array[..., :3]
 
 
-def write_comparison(path, lr_rgb, sr, scale, crop=None):
-    """The model's output whole, then nearest, bicubic and model on the same zoomed
-    crop (``crop`` LR pixels, where the image has most detail)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.patches import Rectangle
-
-    import bicubic
-    import images
-    from fileio import atomic_path
-
-    lr8 = images.to_uint8(lr_rgb)
-    sr8 = _display_rgb(sr)
-    crop = crop or max(8, min(48, min(lr8.shape[:2]) // 3))
-    crop = min(crop, *lr8.shape[:2])
-    top, left = _busiest_window(lr8, crop)
-    # Bicubic only around the crop (with margin for the kernel), not the whole image.
-    margin = 4
-    y0, x0 = max(top - margin, 0), max(left - margin, 0)
-    y1, x1 = min(top + crop + margin, lr8.shape[0]), min(left + crop + margin, lr8.shape[1])
-    cubic = bicubic.upscale(lr8[y0:y1, x0:x1], scale)
-    oy, ox = (top - y0) * scale, (left - x0) * scale
-    size = crop * scale
-    zooms = (
-        ("nearest", np.repeat(np.repeat(lr8[top:top + crop, left:left + crop], scale, 0),
-                              scale, 1)),
-        ("bicubic (MATLAB imresize)", cubic[oy:oy + size, ox:ox + size]),
-        ("model", sr8[top * scale:top * scale + size, left * scale:left * scale + size]),
-    )
-    step = max(1, max(sr8.shape[:2]) // 1200)   # a large output is shown subsampled
-    fig = plt.figure(figsize=(12, 9))
-    overview = fig.add_subplot(2, 1, 1)
-    overview.imshow(sr8[::step, ::step])
-    overview.add_patch(Rectangle((left * scale / step, top * scale / step), size / step,
-                                 size / step, fill=False, color="red", linewidth=2))
-    overview.set_title(f"model output ({sr8.shape[1]}x{sr8.shape[0]}), red box = zoom")
-    overview.axis("off")
-    for column, (title, image) in enumerate(zooms):
-        axis = fig.add_subplot(2, 3, 4 + column)
-        axis.imshow(image, interpolation="nearest")
-        axis.set_title(title)
-        axis.axis("off")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-
-
 def _busiest_window(image, size):
     """Top-left of the size x size window with the most detail (gradient energy)."""
     gray = image.astype(np.float32).mean(axis=-1)
@@ -212,6 +253,99 @@ def _busiest_window(image, size):
             - integral[inner:, :-inner] + integral[:-inner, :-inner])
     top, left = np.unravel_index(np.argmax(sums), sums.shape)
     return int(top), int(left)
+
+
+# Memory besides the images: TensorFlow, the model and one tile's activations
+# (measured with benchmarks/predict_large.py at the default tile).
+BASE_MEMORY = 800 * 2**20
+# Bytes per input pixel while reading: Pillow's decode, float32 RGB, alpha.
+READ_BYTES_PER_PIXEL = 20
+
+
+def _gigabytes(count):
+    return f"{count / 2**30:.1f} GB"
+
+
+def check_input_size(path, scale):
+    """Refuse, before decoding, an input whose reading alone would not fit in memory."""
+    import psutil
+    from PIL import Image
+
+    import images
+
+    Image.MAX_IMAGE_PIXELS = images.MAX_PIXELS
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except Exception:   # an unreadable file is reported by read_image, with its reason
+        return
+    needed = width * height * READ_BYTES_PER_PIXEL + BASE_MEMORY
+    available = psutil.virtual_memory().available
+    if needed > available:
+        raise images.ImageReadError(
+            f"{path}: {width}x{height} needs about {_gigabytes(needed)} of memory to read "
+            f"and upscale, {_gigabytes(available)} is available")
+
+
+def check_output_size(target, layout, tile):
+    """Refuse, before the work, an output that cannot fit: PNG is written band by band
+    (memory: one band), other formats need the whole image in memory; the disk must
+    hold at least the compressed PNG."""
+    import shutil
+
+    import psutil
+
+    import images
+
+    height, width, channels, bits = layout
+    whole = height * width * channels * bits // 8
+    band = whole if not tile else min(whole, tile * 4 * width * channels * bits // 8)
+    streamed = target.lower().endswith(".png")
+    needed = BASE_MEMORY + 2 * band + (0 if streamed else 2 * whole)
+    available = psutil.virtual_memory().available
+    if needed > available:
+        hint = "use a smaller --tile" if streamed else "write .png, which is streamed"
+        raise images.ImageWriteError(
+            f"{target}: a {width}x{height} output needs about {_gigabytes(needed)} of memory, "
+            f"{_gigabytes(available)} is available; {hint}")
+    free = shutil.disk_usage(os.path.dirname(os.path.abspath(target))).free
+    if free < whole // 4:   # a PNG of an upscaled photo is rarely under a quarter of raw
+        raise images.ImageWriteError(
+            f"{target}: a {width}x{height} output needs about {_gigabytes(whole // 3)} to "
+            f"{_gigabytes(whole)} of disk, {_gigabytes(free)} is free")
+
+
+def write_output(net, image, target, tile, compare=None, progress=None):
+    """Upscale ``image`` into ``target``: PNG band by band as the tiles complete, other
+    formats whole.  Returns (output shape, note or None)."""
+    import images
+    import inference
+    from fileio import atomic_path
+
+    scale = inference.model_scale(net)
+    height, width, channels, bits = output_layout(image, scale)
+    figure = ComparisonFigure(image.rgb, scale, (height, width)) if compare else None
+    bands = upscaled_bands(net, image, tile, progress)
+    note = None
+    if target.lower().endswith(".png"):
+        with atomic_path(target) as tmp:
+            with images.PngStream(tmp, width, height, channels, bits) as png:
+                for row, band in bands:
+                    png.write(band)
+                    if figure:
+                        figure.add(row, band)
+    else:
+        out = None
+        for row, band in bands:
+            if out is None:
+                out = np.empty((height,) + band.shape[1:], band.dtype)
+            out[row:row + len(band)] = band
+            if figure:
+                figure.add(row, band)
+        note = images.write_image(target, out)
+    if figure:
+        figure.write(compare)
+    return (height, width), note
 
 
 def predict(args):
@@ -239,30 +373,30 @@ def predict(args):
             failures += 1
             continue
         try:
+            check_input_size(source, scale)
             image = images.read_image(source)
-        except images.ImageReadError as error:
-            tqdm.write(f"error: {error}", file=sys.stderr)
-            failures += 1
-            continue
-        try:
             images.check_output_format(target, image.alpha is not None)
-        except images.ImageWriteError as error:
+            check_output_size(target, output_layout(image, scale), args.tile)
+        except (images.ImageReadError, images.ImageWriteError) as error:
             tqdm.write(f"error: {error}", file=sys.stderr)
             failures += 1
             continue
-        out = upscale_image(net, image, args.tile or None)
-        try:
-            note = images.write_image(target, out)
-            if args.compare:
-                write_comparison(compare, image.rgb, out, scale)
-        except OSError as error:  # a full or read-only disk fails every later write too
-            summary = (f"; {len(written)} of {len(files)} outputs were written before it "
-                       "(listed above), the others were not" if len(files) > 1 else "")
-            raise UsageError(f"cannot write {target}: {error.strerror}{summary}") from None
+        tiles = inference.tile_count(image.rgb.shape, args.tile or None)
+        # One large image shows its own progress: tiles done and time left.
+        with tqdm(total=tiles, unit="tile", desc=os.path.basename(source), leave=False,
+                  disable=tiles < 4) as tile_progress:
+            try:
+                shape, note = write_output(net, image, target, args.tile or None,
+                                           compare if args.compare else None,
+                                           tile_progress.update)
+            except OSError as error:  # a full or read-only disk fails every later write too
+                summary = (f"; {len(written)} of {len(files)} outputs were written before it "
+                           "(listed above), the others were not" if len(files) > 1 else "")
+                raise UsageError(f"cannot write {target}: {error.strerror}{summary}") from None
         if note:
             tqdm.write(f"note: {note}")
         written.append(target)
-        tqdm.write(f"{source} -> {target} ({out.shape[1]}x{out.shape[0]})")
+        tqdm.write(f"{source} -> {target} ({shape[1]}x{shape[0]})")
     return failures
 
 

@@ -199,3 +199,66 @@ def test_rerun_on_a_folder_skips_its_own_outputs(model_path, tmp_path):
     assert sorted(os.listdir(folder)) == ["a.png", "a_x4.png", "a_x4_compare.png"]
     assert predict.main([str(folder), "--model", model_path, "--overwrite"]) == 0
     assert sorted(os.listdir(folder)) == ["a.png", "a_x4.png", "a_x4_compare.png"]
+
+
+@pytest.mark.parametrize("kind", ["rgb", "gray16", "rgba"])
+def test_streamed_png_equals_whole_image_output(kind, model_path, tmp_path):
+    """Bands written as tiles complete give the same file content as one whole pass."""
+    rgb = smooth_image(70, 45, seed=4)
+    if kind == "gray16":
+        array = (rgb[..., 0].astype(np.uint16) * 257)
+    elif kind == "rgba":
+        array = np.concatenate([rgb, rgb[..., :1]], -1)
+    else:
+        array = rgb
+    source = str(tmp_path / "in.png")
+    images.write_png(source, array)
+    outputs = {}
+    for tile in (0, 32):
+        target = str(tmp_path / f"out_{tile}.png")
+        assert predict.main([source, "--model", model_path, "--tile", str(tile), "-o", target,
+                             "--compare"]) == 0
+        outputs[tile] = images.read_image(target)
+        assert os.path.getsize(str(tmp_path / f"out_{tile}_compare.png")) > 0
+    whole, banded = outputs[0], outputs[32]
+    assert banded.rgb.shape == whole.rgb.shape == (280, 180, 3)
+    assert (banded.gray, banded.bits, banded.alpha is None) == (
+        whole.gray, whole.bits, whole.alpha is None)
+    step = 1 / (65535 if whole.bits == 16 else 255)
+    assert np.abs(banded.rgb - whole.rgb).max() <= step + 1e-6   # round-off at most
+    if whole.alpha is not None:
+        np.testing.assert_array_equal(banded.alpha, whole.alpha)
+
+
+def test_png_stream_round_trips_every_layout(tmp_path):
+    rng = np.random.default_rng(0)
+    for channels in (1, 2, 3, 4):
+        for dtype in (np.uint8, np.uint16):
+            array = rng.integers(0, np.iinfo(dtype).max, (23, 17, channels), dtype=dtype)
+            path = str(tmp_path / f"s{channels}{dtype.__name__}.png")
+            with images.PngStream(path, 17, 23, channels, 8 * dtype().itemsize) as png:
+                for row in range(0, 23, 5):
+                    png.write(array[row:row + 5])
+            with Image.open(path) as image:
+                assert image.size == (17, 23)
+            import tensorflow as tf
+
+            back = tf.io.decode_png(open(path, "rb").read(), channels=0,
+                                    dtype=tf.uint16 if dtype == np.uint16 else tf.uint8).numpy()
+            np.testing.assert_array_equal(back, array)
+
+
+def test_input_too_large_for_memory_is_refused_before_decoding(model_path, tmp_path, capsys,
+                                                               monkeypatch):
+    import collections
+
+    import psutil
+
+    source = str(tmp_path / "in.png")
+    images.write_png(source, smooth_image(40, 40))
+    memory = collections.namedtuple("memory", "available")
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: memory(100 * 2**20))
+    assert predict.main([source, "--model", model_path, "-o", str(tmp_path / "o.png")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs about" in err[0] and "memory" in err[0]
+    assert not os.path.exists(tmp_path / "o.png")

@@ -131,6 +131,8 @@ def luma(rgb):
 
 def to_uint8(image_float):
     """[0, 1] float to 8 bits, as a saved PNG would be (clip, round half up)."""
+    if getattr(image_float, "dtype", None) == np.uint8:
+        return image_float
     return np.clip(np.floor(np.asarray(image_float) * 255.0 + 0.5), 0, 255).astype(np.uint8)
 
 

@@ -32,7 +32,7 @@ class ImageReadError(Exception):
 
 @dataclasses.dataclass
 class UserImage:
-    rgb: np.ndarray            # float32 (H, W, 3) in [0, 1]
+    rgb: np.ndarray            # float32 (H, W, 3) in [0, 1] (or uint8: read_image's keep_8bit)
     alpha: np.ndarray | None   # float32 (H, W) in [0, 1], or None
     gray: bool
     bits: int                  # 8 or 16
@@ -79,8 +79,10 @@ def _read_tiff16_color(path):
     return UserImage(array[..., :3], array[..., 3] if array.shape[-1] == 4 else None, False, 16)
 
 
-def read_image(path):
-    """Read an image file as a UserImage; any failure is an ImageReadError."""
+def read_image(path, keep_8bit=False):
+    """Read an image file as a UserImage; any failure is an ImageReadError.
+    ``keep_8bit=True`` leaves an 8-bit image's RGB as uint8 (a quarter of float32's
+    memory, for large photos)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -115,7 +117,10 @@ def read_image(path):
             alpha = None
             if has_alpha:
                 alpha = np.asarray(img.convert("RGBA"), np.float32)[..., 3] / 255.0
-            rgb = np.asarray(img.convert("RGB"), np.float32) / 255.0
+            rgb = np.asarray(img.convert("RGB"))
+            if not keep_8bit:
+                rgb = rgb.astype(np.float32)
+                rgb /= 255.0   # in place: a large photo is not held twice as float
             return UserImage(rgb, alpha, gray, 8)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError,
             SyntaxError, struct.error) as error:
@@ -248,6 +253,10 @@ class PngStream:
         if band.shape[1:] != (self.width, self.channels):
             raise ValueError(f"band of shape {band.shape} for a {self.width}-wide "
                              f"{self.channels}-channel PNG")
+        for row in range(0, len(band), 64):   # a few rows at a time: copies stay small
+            self._write_rows(band[row:row + 64])
+
+    def _write_rows(self, band):
         raw = band.astype(">u2" if self.bits == 16 else np.uint8).reshape(len(band), -1)
         raw = raw.view(np.uint8).reshape(len(band), -1)
         above = np.concatenate([self.previous if self.previous is not None

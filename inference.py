@@ -140,6 +140,7 @@ def tiled_bands(fn, image, scale, tile=None, overlap=4, convert=None, on_tile=No
             if on_tile:
                 on_tile()
         yield y0 * scale, band
+        band = None   # not kept alive while the next band is computed
 
 
 def tile_count(shape, tile=None):

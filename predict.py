@@ -334,6 +334,7 @@ def write_output(net, image, target, tile, compare=None, progress=None):
                     png.write(band)
                     if figure:
                         figure.add(row, band)
+                    del band   # else it stays alive while the next band is computed
     else:
         out = None
         for row, band in bands:
@@ -374,15 +375,13 @@ def predict(args):
             continue
         try:
             check_input_size(source, scale)
-            image = images.read_image(source)
+            image = images.read_image(source, keep_8bit=True)
             images.check_output_format(target, image.alpha is not None)
             check_output_size(target, output_layout(image, scale), args.tile)
         except (images.ImageReadError, images.ImageWriteError) as error:
             tqdm.write(f"error: {error}", file=sys.stderr)
             failures += 1
             continue
-        if image.bits == 8:   # exact for 8-bit sources, and a quarter of float32's memory
-            image.rgb = images.to_uint8(image.rgb)
         tiles = inference.tile_count(image.rgb.shape, args.tile or None)
         # One large image shows its own progress: tiles done and time left.
         with tqdm(total=tiles, unit="tile", desc=os.path.basename(source), leave=False,

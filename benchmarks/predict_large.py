@@ -45,9 +45,11 @@ CHILD = ("import resource, runpy, sys\n"
          "          file=sys.stderr)\n")
 
 
-def run_predict(source, model=None, tile=None):
+def run_predict(source, model=None, tile=None, bfloat16=False):
     """(wall seconds, peak RSS in KiB, output path) of one predict.py process."""
     command = [sys.executable, "-c", CHILD, os.path.join(REPO, "predict.py"), source]
+    if bfloat16:
+        command.append("--bfloat16")
     if model:
         command += ["--model", model]
     if tile is not None:
@@ -69,21 +71,26 @@ def main(argv=None):
                         help="input sizes WIDTHxHEIGHT")
     parser.add_argument("--format", default="jpg", choices=("jpg", "png"),
                         help="input file format")
+    parser.add_argument("--bfloat16", action="store_true",
+                        help="also time each size with predict.py --bfloat16")
     args = parser.parse_args(argv)
     import images
 
     print(f"cpu cores: {os.cpu_count()}, tile {args.tile or 'default'}")
-    print(f"{'input':>11} {'output':>13} {'wall s':>7} {'out MP/s':>9} {'peak RSS':>10}")
+    print(f"{'input':>11} {'output':>13} {'compute':>9} {'wall s':>7} {'out MP/s':>9} "
+          f"{'peak RSS':>10}")
     for size in args.sizes:
         width, height = (int(v) for v in size.split("x"))
-        with tempfile.TemporaryDirectory() as folder:
-            source = os.path.join(folder, f"photo.{args.format}")
-            make_photo(source, width, height)
-            wall, peak_kib, output = run_predict(source, args.model, args.tile)
-            out_width, out_height, _ = images.png_header(output)
-        megapixels = out_width * out_height / 1e6
-        print(f"{size:>11} {out_width:>6}x{out_height:<6} {wall:>7.1f} {megapixels / wall:>9.2f} "
-              f"{peak_kib / 1024 ** 2:>7.2f} GiB")
+        for bfloat16 in (False, True) if args.bfloat16 else (False,):
+            with tempfile.TemporaryDirectory() as folder:
+                source = os.path.join(folder, f"photo.{args.format}")
+                make_photo(source, width, height)
+                wall, peak_kib, output = run_predict(source, args.model, args.tile, bfloat16)
+                out_width, out_height, _ = images.png_header(output)
+            megapixels = out_width * out_height / 1e6
+            print(f"{size:>11} {out_width:>6}x{out_height:<6} "
+                  f"{'bfloat16' if bfloat16 else 'float32':>9} {wall:>7.1f} "
+                  f"{megapixels / wall:>9.2f} {peak_kib / 1024 ** 2:>7.2f} GiB", flush=True)
     print("wall time includes start-up, reading and the streamed PNG write")
     return 0
 

@@ -116,6 +116,19 @@ def check_targets(files, targets):
                 from None
         if not os.access(folder, os.W_OK):
             raise UsageError(f"cannot write in {folder} (read-only or no permission)")
+    remove_killed_writes(targets)
+
+
+def remove_killed_writes(targets):
+    """Temporary files that a killed earlier run left while writing these targets."""
+    import glob
+
+    for target in targets:
+        stem, ext = os.path.splitext(os.path.basename(target))
+        folder = os.path.dirname(os.path.abspath(target))
+        for name in (stem, stem + "_compare"):
+            for leftover in glob.glob(os.path.join(folder, f".{glob.escape(name)}.*.tmp*")):
+                os.remove(leftover)
 
 
 def upscaled_bands(net, image, tile=None, on_tile=None):

@@ -246,6 +246,18 @@ def test_predict_output_on_a_read_only_filesystem(small_model, photo, tmp_path, 
             assert code == 2 and disk in line and ".tmp" not in line
 
 
+def test_predict_removes_what_a_killed_run_left(small_model, photo, tmp_path, capsys):
+    target = tmp_path / "out" / "big.png"
+    target.parent.mkdir()
+    leftover = target.parent / ".big.k1ll3d00.tmp.png"
+    leftover.write_bytes(b"partial")
+    mine = target.parent / ".notes.txt"
+    mine.write_text("mine")
+    code, _ = _predict([photo, "--model", small_model, "-o", str(target)], capsys)
+    assert code == 0 and target.exists() and not leftover.exists()
+    assert mine.read_text() == "mine"
+
+
 def test_predict_into_a_new_folder_for_one_input(small_model, photo, tmp_path, capsys):
     code, _ = _predict([photo, "--model", small_model, "-o", str(tmp_path / "new") + "/"], capsys)
     assert code == 0

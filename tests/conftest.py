@@ -26,6 +26,18 @@ def smooth_image(height, width, seed=0):
     return np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
 
 
+def save_small_model(folder, widths=(16, 8)):
+    """A small untrained three_conv x4 saved as .h5 (a fixed seed); returns its path."""
+    import keras
+
+    import model as models
+
+    keras.utils.set_random_seed(0)
+    path = str(folder / "net.h5")
+    models.three_conv(scale=4, widths=widths).save(path)
+    return path
+
+
 def write_png(path, image):
     from PIL import Image
 

@@ -4,10 +4,9 @@ import os
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, needs_shared_data, smooth_image, write_png
+from conftest import SHARED_DATA, needs_shared_data, save_small_model, smooth_image, write_png
 
 import evaluate
-import model as models
 
 # Published x4 bicubic rows (EDSR / SwinIR tables): PSNR-Y, SSIM-Y, 4-pixel shave.
 PUBLISHED_BICUBIC = {"Set5": (28.42, 0.8104), "Set14": (26.00, 0.7027), "B100": (25.96, 0.6675)}
@@ -15,12 +14,7 @@ PUBLISHED_BICUBIC = {"Set5": (28.42, 0.8104), "Set14": (26.00, 0.7027), "B100": 
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    import keras
-
-    keras.utils.set_random_seed(0)
-    path = str(tmp_path_factory.mktemp("model") / "net.h5")
-    models.three_conv(scale=4, widths=(8, 8)).save(path)
-    return path
+    return save_small_model(tmp_path_factory.mktemp("model"), widths=(8, 8))
 
 
 @pytest.fixture

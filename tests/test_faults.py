@@ -4,7 +4,6 @@ Each asserts the exit code, one line without a traceback, and that the user's
 files are untouched."""
 
 import csv
-import json
 import os
 import random
 import signal
@@ -13,7 +12,8 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, mounted_tmpfs, one_line_error, remount_read_only, smooth_image, write_png
+from conftest import (REPO, mounted_tmpfs, one_line_error, remount_read_only, save_small_model,
+                      smooth_image, write_png)
 
 import train
 
@@ -213,14 +213,7 @@ def test_patches_too_small_to_score_are_refused(flag, capsys):
 
 @pytest.fixture(scope="module")
 def small_model(tmp_path_factory):
-    import keras
-
-    import model as models
-
-    keras.utils.set_random_seed(0)
-    path = str(tmp_path_factory.mktemp("model") / "net.h5")
-    models.three_conv(scale=4, widths=(16, 8)).save(path)
-    return path
+    return save_small_model(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture()

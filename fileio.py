@@ -71,12 +71,15 @@ def is_leftover_temp(name):
     return name.startswith(".") and ".tmp" in name
 
 
-def remove_leftover_temps(folder):
-    """Delete temporary files that a killed atomic write left in ``folder``."""
+def remove_leftover_temps(folder, bases=None):
+    """Delete temporary files that a killed atomic write left in ``folder``: all of
+    them, or only those of the files named ``bases`` (names without extension)."""
+    prefixes = tuple(f".{base}." for base in bases) if bases is not None else (".",)
     removed = []
     if os.path.isdir(folder):
         for name in os.listdir(folder):
-            if is_leftover_temp(name) and os.path.isfile(os.path.join(folder, name)):
+            if is_leftover_temp(name) and name.startswith(prefixes) \
+                    and os.path.isfile(os.path.join(folder, name)):
                 os.remove(os.path.join(folder, name))
                 removed.append(name)
     return removed

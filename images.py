@@ -194,10 +194,10 @@ def write_image(path, array):
         if name == "TIFF":
             import tifffile   # Pillow cannot write 16-bit RGB TIFF
 
+            channels = array.shape[-1] if array.ndim == 3 else 1
             tifffile.imwrite(tmp, array, compression="zlib",
-                             photometric="rgb" if array.ndim == 3 else "minisblack",
-                             extrasamples=["unassalpha"] if array.ndim == 3 and
-                             array.shape[-1] in (2, 4) else None)
+                             photometric="rgb" if channels >= 3 else "minisblack",
+                             extrasamples=["unassalpha"] if channels in (2, 4) else None)
         else:
             from PIL import Image
 

@@ -121,14 +121,12 @@ def check_targets(files, targets):
 
 def remove_killed_writes(targets):
     """Temporary files that a killed earlier run left while writing these targets."""
-    import glob
+    from fileio import remove_leftover_temps
 
     for target in targets:
-        stem, ext = os.path.splitext(os.path.basename(target))
-        folder = os.path.dirname(os.path.abspath(target))
-        for name in (stem, stem + "_compare"):
-            for leftover in glob.glob(os.path.join(folder, f".{glob.escape(name)}.*.tmp*")):
-                os.remove(leftover)
+        stem = os.path.splitext(os.path.basename(target))[0]
+        remove_leftover_temps(os.path.dirname(os.path.abspath(target)),
+                              bases=(stem, stem + "_compare"))
 
 
 def upscaled_bands(net, image, tile=None, on_tile=None):
@@ -300,7 +298,7 @@ def check_input_size(path, scale):
             f"and upscale, {_gigabytes(available)} is available")
 
 
-def check_output_size(target, layout, tile):
+def check_output_size(target, layout, tile, scale):
     """Refuse, before the work, an output that cannot fit: PNG is written band by band
     (memory: one band), other formats need the whole image in memory; the disk must
     hold at least the compressed PNG."""
@@ -312,7 +310,7 @@ def check_output_size(target, layout, tile):
 
     height, width, channels, bits = layout
     whole = height * width * channels * bits // 8
-    band = whole if not tile else min(whole, tile * 4 * width * channels * bits // 8)
+    band = whole if not tile else min(whole, tile * scale * width * channels * bits // 8)
     streamed = target.lower().endswith(".png")
     needed = BASE_MEMORY + 2 * band + (0 if streamed else 2 * whole)
     available = psutil.virtual_memory().available
@@ -390,7 +388,7 @@ def predict(args):
             check_input_size(source, scale)
             image = images.read_image(source, keep_8bit=True)
             images.check_output_format(target, image.alpha is not None)
-            check_output_size(target, output_layout(image, scale), args.tile)
+            check_output_size(target, output_layout(image, scale), args.tile, scale)
         except (images.ImageReadError, images.ImageWriteError) as error:
             tqdm.write(f"error: {error}", file=sys.stderr)
             failures += 1

@@ -262,3 +262,12 @@ def test_input_too_large_for_memory_is_refused_before_decoding(model_path, tmp_p
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "needs about" in err[0] and "memory" in err[0]
     assert not os.path.exists(tmp_path / "o.png")
+
+
+def test_gray_with_alpha_to_tiff_keeps_gray_and_alpha(model_path, tmp_path):
+    gray = smooth_image(20, 24, seed=2)[..., 0]
+    source = str(tmp_path / "la.png")
+    Image.fromarray(np.stack([gray, gray], -1), "LA").save(source)
+    assert predict.main([source, "--model", model_path, "-o", str(tmp_path / "out.tif")]) == 0
+    result = images.read_image(str(tmp_path / "out.tif"))
+    assert result.gray and result.alpha is not None and result.rgb.shape == (80, 96, 3)

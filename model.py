@@ -208,8 +208,35 @@ def expand_from(net, plain):
             zeroed.assign(np.zeros(zeroed.shape, np.float32))
 
 
+def edsr(scale=4, blocks=8, width=32, channels=3, kernel_initializer="glorot_uniform"):
+    """EDSR-style residual network in LR space (Lim et al., 2017, the baseline's
+    shape at a smaller size): head conv, ``blocks`` residual blocks of two 3x3
+    convolutions with ReLU between and no batch normalization, a body conv, a
+    global skip, then one 3x3 conv to channels*scale^2 and depth-to-space (ESPCN's
+    tail, cheaper than EDSR's two x2 stages at x4)."""
+    def conv(filters, activation=None, name=None):
+        return keras.layers.Conv2D(filters, 3, padding="same", activation=activation,
+                                   kernel_initializer=kernel_initializer, name=name)
+
+    inputs = keras.Input(shape=(None, None, channels), name="lr")
+    head = conv(width, name="head")(inputs)
+    x = head
+    for i in range(1, blocks + 1):
+        y = conv(width, "relu", name=f"block{i}_conv1")(x)
+        y = conv(width, name=f"block{i}_conv2")(y)
+        x = keras.layers.Add(name=f"block{i}_add")([x, y])
+    x = conv(width, name="body_end")(x)
+    x = keras.layers.Add(name="global_skip")([head, x])
+    x = conv(channels * scale * scale, name="tail")(x)
+    # float32 output even when trained under a mixed-precision policy, so the
+    # loss and PSNR are computed in float32.
+    outputs = DepthToSpace(scale, dtype="float32", name="depth_to_space")(x)
+    return keras.Model(inputs, outputs, name=f"edsr_{blocks}x{width}_x{scale}")
+
+
 MODELS = {
     "three_conv": three_conv,
+    "edsr": edsr,
 }
 
 

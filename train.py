@@ -26,9 +26,9 @@ HISTORY_FIELDS = ("epoch", "loss", "val_loss", "psnr", "val_psnr", "lr", "second
 RESUME_KEYS = ("data", "val_data", "model", "scale", "widths", "init", "steps_per_epoch",
                "batch_size", "patch_size", "patches_per_image", "lr", "lr_schedule",
                "lr_floor", "loss", "seed", "val_patch_size", "val_crops", "init_from",
-               "expand", "branches")
+               "expand", "branches", "warmup_steps", "clip_norm")
 # What a run folder written before a setting existed used (so it still resumes).
-SETTING_DEFAULTS = {"expand": 0, "branches": []}
+SETTING_DEFAULTS = {"expand": 0, "branches": [], "warmup_steps": 0, "clip_norm": 0.0}
 
 
 def parse_args(argv=None):
@@ -65,6 +65,11 @@ def parse_args(argv=None):
         help="learning-rate schedule over all epochs x steps")
     add("--lr-floor", type=float, default=0.01,
         help="cosine schedule: final learning rate as a fraction of --lr")
+    add("--warmup-steps", type=int, default=0,
+        help="cosine schedule: steps of linear warm-up from 0 to --lr before the decay")
+    add("--clip-norm", type=float, default=0.0,
+        help="clip each step's gradients to this global norm (0 = off); guards against "
+             "the loss spikes of large learning rates")
     add("--loss", choices=("mse", "l1"), default="mse", help="pixel loss")
     add("--val-patch-size", type=int, default=128, help="HR side of the fixed validation crops")
     add("--val-crops", type=int, default=8, help="fixed validation crops per validation image")
@@ -100,6 +105,10 @@ def parse_args(argv=None):
         parser.error("--expand applies to --model three_conv only")
     if args.patches_per_image < 0:
         parser.error("--patches-per-image must be 0 (auto) or positive")
+    if args.warmup_steps < 0 or args.clip_norm < 0:
+        parser.error("--warmup-steps and --clip-norm must be 0 (off) or positive")
+    if args.warmup_steps and args.lr_schedule != "cosine":
+        parser.error("--warmup-steps needs --lr-schedule cosine")
     for name in ("epochs", "steps_per_epoch", "batch_size", "patch_size", "val_crops", "scale"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -454,12 +463,15 @@ def compile_model(args):
     net = models.build_model(args.model, args.scale, **options)
     total_steps = args.epochs * args.steps_per_epoch
     if args.lr_schedule == "cosine":
+        warmup = min(args.warmup_steps, total_steps - 1)
         learning_rate = keras.optimizers.schedules.CosineDecay(
-            args.lr, decay_steps=total_steps, alpha=args.lr_floor)
+            0.0 if warmup else args.lr, decay_steps=total_steps - warmup, alpha=args.lr_floor,
+            warmup_target=args.lr if warmup else None, warmup_steps=warmup)
     else:
         learning_rate = args.lr
     loss = "mean_squared_error" if args.loss == "mse" else "mean_absolute_error"
-    net.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss,
+    optimizer = keras.optimizers.Adam(learning_rate, global_clipnorm=args.clip_norm or None)
+    net.compile(optimizer=optimizer, loss=loss,
                 metrics=[metrics.make_psnr_y_metric(args.scale)])
     return net
 

@@ -79,3 +79,18 @@ def test_keras_metric_matches_numpy_psnr_on_y():
         expected = metrics.psnr(metrics.shave(metrics.rgb_to_y(truth[i] * 255), 4),
                                 metrics.shave(metrics.rgb_to_y(pred[i] * 255), 4))
         assert values[i] == pytest.approx(expected, abs=1e-3)
+
+
+def test_keras_psnr_metric_is_finite_on_an_exactly_predicted_patch():
+    import tensorflow as tf
+
+    # A saturated white patch whose prediction is clipped to white has zero error;
+    # the batch mean must stay finite (capped at the PSNR of 8-bit rounding).
+    truth = np.ones((2, 24, 24, 3), np.float32)
+    pred = np.stack([np.full((24, 24, 3), 1.2, np.float32),
+                     np.full((24, 24, 3), 0.9, np.float32)])
+    values = metrics.make_psnr_y_metric(4)(tf.constant(truth), tf.constant(pred)).numpy()
+    assert values[0] == pytest.approx(10 * np.log10(12 * 255.0 ** 2), abs=1e-3)  # 58.9 dB
+    expected = metrics.psnr(metrics.shave(metrics.rgb_to_y(truth[1] * 255), 4),
+                            metrics.shave(metrics.rgb_to_y(pred[1] * 255), 4))
+    assert values[1] == pytest.approx(expected, abs=1e-3)

@@ -184,6 +184,8 @@ def test_collapsible_training_saves_plain_models(demo_run, tmp_path):
     (["--branches", "1x1"], "--branches needs --expand"),
     (["--expand", "8", "--branches", "prewitt"], "--branches: unknown prewitt"),
     (["--expand", "-1"], "--expand must be"),
+    (["--warmup-steps", "10"], "--warmup-steps needs --lr-schedule cosine"),
+    (["--clip-norm", "-1"], "--clip-norm must be"),
 ])
 def test_bad_collapsible_flags_are_one_line(flags, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -191,6 +193,18 @@ def test_bad_collapsible_flags_are_one_line(flags, message, tmp_path, capsys):
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_warmup_and_clipping_reach_the_optimizer():
+    args = train.parse_args(["--lr", "1e-3", "--lr-schedule", "cosine", "--warmup-steps", "10",
+                             "--epochs", "2", "--steps-per-epoch", "50", "--clip-norm", "0.5"])
+    optimizer = train.compile_model(args).optimizer
+    schedule = optimizer._learning_rate  # the schedule (optimizer.learning_rate is its value)
+    assert float(schedule(0)) == 0.0
+    assert float(schedule(5)) == pytest.approx(5e-4)
+    assert float(schedule(10)) == pytest.approx(1e-3)
+    assert float(schedule(100)) == pytest.approx(1e-5)  # --lr-floor 0.01 at the last step
+    assert optimizer.global_clipnorm == 0.5
 
 
 def test_images_smaller_than_the_patch_are_a_clear_error(tmp_path, capsys):

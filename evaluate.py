@@ -27,7 +27,8 @@ def parse_args(argv=None):
     )
     add = parser.add_argument
     add("--model", default=None,
-        help="model .h5 (default: the shipped weights/three_conv_x4.h5)")
+        help="a model .h5 file, or a shipped model's name (edsr, three_conv, "
+             "three_conv_64x32: weights/NAME_x4.h5); default: the strongest shipped one")
     add("--data", nargs="+", required=True,
         help="one or more sources: a benchmark folder (HR/ + LR_bicubic_X4/), a folder of HR "
              "images (LR made by MATLAB-style bicubic), a local DIV2K root or 'div2k' "
@@ -170,7 +171,9 @@ def evaluate(args):
     from fileio import atomic_path, write_text
 
     check_outputs_free(args)
-    net = inference.load_model(args.model, bfloat16=args.bfloat16)
+    model_path = inference.resolve_model_path(args.model)
+    net = inference.load_model(model_path, bfloat16=args.bfloat16)
+    print(f"model: {inference.describe(model_path)}")
     scale = inference.model_scale(net)
     results = {}
     for source in args.data:

@@ -10,7 +10,9 @@ import numpy as np
 from images import to_uint8
 
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_MODEL = os.path.join(REPO_DIR, "weights", "three_conv_x4.h5")
+WEIGHTS_DIR = os.path.join(REPO_DIR, "weights")
+# Shipped models by name, strongest first: the default is the first one present.
+SHIPPED = ("edsr", "three_conv", "three_conv_64x32")
 TRAIN_HINT = ("train one with `python train.py --data demo --out runs/demo` "
               "and pass --model runs/demo/model.h5")
 
@@ -19,14 +21,38 @@ class ModelError(Exception):
     """A model file that cannot be used; the message is meant for the user."""
 
 
-def resolve_model_path(path=None):
-    """The model to use: ``path``, else the shipped weights; a clear error if missing."""
-    if path is None:
-        if not os.path.exists(DEFAULT_MODEL):
-            raise ModelError(f"no shipped model at {os.path.relpath(DEFAULT_MODEL)}; {TRAIN_HINT}")
-        return DEFAULT_MODEL
-    if not os.path.exists(path):
-        raise ModelError(f"model file {path} does not exist; {TRAIN_HINT}")
+def shipped_path(name):
+    return os.path.join(WEIGHTS_DIR, f"{name}_x4.h5")
+
+
+def shipped_models():
+    """Names of the shipped models present in weights/, strongest first."""
+    return [name for name in SHIPPED if os.path.exists(shipped_path(name))]
+
+
+def resolve_model_path(model=None):
+    """The model file to use: ``model`` as a path, else as a shipped model's name
+    (``three_conv`` is weights/three_conv_x4.h5); by default the strongest shipped
+    model.  A clear ModelError if there is none."""
+    shipped = shipped_models()
+    if model is None:
+        if not shipped:
+            raise ModelError(f"no shipped model in {os.path.relpath(WEIGHTS_DIR)}/; {TRAIN_HINT}")
+        return shipped_path(shipped[0])
+    if os.path.exists(model):
+        return model
+    if model in shipped:
+        return shipped_path(model)
+    names = f"shipped models: {', '.join(shipped)}" if shipped else "no model is shipped"
+    raise ModelError(f"--model {model}: no such file, and not a shipped model's name "
+                     f"({names}); {TRAIN_HINT}")
+
+
+def describe(path):
+    """How the CLIs name the model they use: the shipped name, else the path."""
+    for name in SHIPPED:
+        if os.path.abspath(path) == os.path.abspath(shipped_path(name)):
+            return f"{name} ({os.path.relpath(path)})"
     return path
 
 

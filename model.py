@@ -155,10 +155,15 @@ def is_collapsible(net):
     return any(isinstance(layer, CollapsibleConv2D) for layer in net.layers)
 
 
+def _is_mixed(layer):
+    return layer.dtype_policy.name != layer.dtype_policy.variable_dtype
+
+
 def collapse(net):
-    """The plain model (Conv2D layers) equal to a training-form model; a plain model
-    is returned as it is."""
-    if not is_collapsible(net):
+    """The plain float32 model equal to a training-form model: collapsible blocks
+    merged into Conv2D layers, mixed-precision layers back to float32 (their
+    weights are float32 already).  A plain float32 model is returned as it is."""
+    if not is_collapsible(net) and not any(_is_mixed(layer) for layer in net.layers):
         return net
 
     config = net.get_config()
@@ -169,6 +174,8 @@ def collapse(net):
                                        activation=layer.activation, name=layer.name)
             entry.update(class_name="Conv2D", module="keras.layers", registered_name=None,
                          config=conv.get_config())
+        if "dtype" in entry["config"] and entry["class_name"] != "InputLayer":
+            entry["config"]["dtype"] = "float32"
     flat = keras.Model.from_config(config)
     for layer in net.layers:
         target = flat.get_layer(layer.name)

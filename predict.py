@@ -32,7 +32,9 @@ def parse_args(argv=None):
     add("-o", "--output", default=None,
         help="output file (one input) or folder (several inputs or a folder); "
              "default: NAME_x4.png beside each input")
-    add("--model", default=None, help="model .h5 (default: the shipped weights/three_conv_x4.h5)")
+    add("--model", default=None,
+        help="a model .h5 file, or a shipped model's name (edsr, three_conv, "
+             "three_conv_64x32: weights/NAME_x4.h5); default: the strongest shipped one")
     add("--tile", type=int, default=DEFAULT_TILE,
         help="LR tile side in pixels (bounds memory; the result does not depend on it); "
              "0 runs the whole image at once (default: %(default)s)")
@@ -368,7 +370,9 @@ def predict(args):
     import inference
 
     files = expand_inputs(args.inputs)
-    net = inference.load_model(args.model, bfloat16=args.bfloat16)
+    model_path = inference.resolve_model_path(args.model)
+    net = inference.load_model(model_path, bfloat16=args.bfloat16)
+    print(f"model: {inference.describe(model_path)}")
     scale = inference.model_scale(net)
     targets = output_paths(files, args.inputs, args.output, scale)
     check_targets(files, targets)

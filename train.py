@@ -26,9 +26,11 @@ HISTORY_FIELDS = ("epoch", "loss", "val_loss", "psnr", "val_psnr", "lr", "second
 RESUME_KEYS = ("data", "val_data", "model", "scale", "widths", "init", "steps_per_epoch",
                "batch_size", "patch_size", "patches_per_image", "lr", "lr_schedule",
                "lr_floor", "loss", "seed", "val_patch_size", "val_crops", "init_from",
-               "expand", "branches", "warmup_steps", "clip_norm")
+               "expand", "branches", "warmup_steps", "clip_norm", "blocks", "features",
+               "bfloat16")
 # What a run folder written before a setting existed used (so it still resumes).
-SETTING_DEFAULTS = {"expand": 0, "branches": [], "warmup_steps": 0, "clip_norm": 0.0}
+SETTING_DEFAULTS = {"expand": 0, "branches": [], "warmup_steps": 0, "clip_norm": 0.0,
+                    "blocks": 8, "features": 32, "bfloat16": False}
 
 
 def parse_args(argv=None):
@@ -42,7 +44,8 @@ def parse_args(argv=None):
     add("--val-data", default=None,
         help="validation images (same kinds as --data); default: the validation split of "
              "--data, or every 10th image of a folder with no splits")
-    add("--model", default="three_conv", help="model name (see model.py)")
+    add("--model", default="three_conv",
+        help="model name: three_conv (the seed's ESPCN-shaped network) or edsr (residual blocks)")
     add("--scale", type=int, default=4, help="upscaling factor")
     add("--widths", default="64,32", help="three_conv: widths of the first two convolutions")
     add("--expand", type=int, default=0, metavar="WIDTH",
@@ -52,6 +55,14 @@ def parse_args(argv=None):
     add("--branches", default="",
         help="with --expand: extra linear branches per convolution, comma-separated from "
              "1x1, sobel, laplacian (ECBSR's edge branches)")
+    add("--blocks", type=int, default=8, help="edsr: residual blocks")
+    add("--features", type=int, default=32, help="edsr: channels of every convolution")
+    add("--bfloat16", action="store_true",
+        help="mixed-precision training (bfloat16 compute, float32 weights); implies --xla, "
+             "since TensorFlow's bfloat16 convolution gradients are ~20x slower without it. "
+             "Saved models are float32")
+    add("--xla", action="store_true",
+        help="compile the training step with XLA (jit_compile); see docs/performance.md")
     add("--init", default="glorot_uniform", help="kernel initializer (Keras name)")
     add("--epochs", type=int, default=10, help="number of epochs")
     add("--steps-per-epoch", type=int, default=1000, help="batches per epoch")
@@ -101,8 +112,13 @@ def parse_args(argv=None):
         parser.error("--expand must be 0 (plain) or a positive width")
     if args.branches and not args.expand:
         parser.error("--branches needs --expand")
+    if args.model not in models.MODELS:
+        parser.error(f"--model: unknown {args.model!r}; choose from {', '.join(models.MODELS)}")
     if args.expand and args.model != "three_conv":
         parser.error("--expand applies to --model three_conv only")
+    if args.blocks < 1 or args.features < 1:
+        parser.error("--blocks and --features must be at least 1")
+    args.xla = args.xla or args.bfloat16
     if args.patches_per_image < 0:
         parser.error("--patches-per-image must be 0 (auto) or positive")
     if args.warmup_steps < 0 or args.clip_norm < 0:
@@ -460,7 +476,13 @@ def compile_model(args):
     options = {"kernel_initializer": args.init}
     if args.model == "three_conv":
         options.update(widths=tuple(args.widths), expand=args.expand, branches=args.branches)
-    net = models.build_model(args.model, args.scale, **options)
+    elif args.model == "edsr":
+        options.update(blocks=args.blocks, width=args.features)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if args.bfloat16 else "float32")
+    try:
+        net = models.build_model(args.model, args.scale, **options)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
     total_steps = args.epochs * args.steps_per_epoch
     if args.lr_schedule == "cosine":
         warmup = min(args.warmup_steps, total_steps - 1)
@@ -472,7 +494,7 @@ def compile_model(args):
     loss = "mean_squared_error" if args.loss == "mse" else "mean_absolute_error"
     optimizer = keras.optimizers.Adam(learning_rate, global_clipnorm=args.clip_norm or None)
     net.compile(optimizer=optimizer, loss=loss,
-                metrics=[metrics.make_psnr_y_metric(args.scale)])
+                metrics=[metrics.make_psnr_y_metric(args.scale)], jit_compile=args.xla)
     return net
 
 

@@ -271,3 +271,24 @@ def test_gray_with_alpha_to_tiff_keeps_gray_and_alpha(model_path, tmp_path):
     assert predict.main([source, "--model", model_path, "-o", str(tmp_path / "out.tif")]) == 0
     result = images.read_image(str(tmp_path / "out.tif"))
     assert result.gray and result.alpha is not None and result.rgb.shape == (80, 96, 3)
+
+
+def test_model_by_shipped_name_and_strongest_default(model_path, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    monkeypatch.setattr(inference, "WEIGHTS_DIR", str(tmp_path / "weights"))
+    with pytest.raises(inference.ModelError, match="no shipped model"):
+        inference.resolve_model_path(None)
+    os.makedirs(tmp_path / "weights")
+    shutil.copy(model_path, tmp_path / "weights" / "three_conv_x4.h5")
+    assert inference.resolve_model_path(None) == inference.shipped_path("three_conv")
+    shutil.copy(model_path, tmp_path / "weights" / "edsr_x4.h5")
+    assert inference.resolve_model_path(None) == inference.shipped_path("edsr")  # strongest
+    assert inference.resolve_model_path("three_conv") == inference.shipped_path("three_conv")
+    assert inference.resolve_model_path(model_path) == model_path
+    with pytest.raises(inference.ModelError, match=r"shipped models: edsr, three_conv\)"):
+        inference.resolve_model_path("vdsr")
+    # predict.py says which model it used.
+    source = _save(str(tmp_path / "x.png"), smooth_image(8, 8))
+    assert predict.main([source, "--model", "three_conv", "-o", str(tmp_path / "y.png")]) == 0
+    assert "model: three_conv (" in capsys.readouterr().out

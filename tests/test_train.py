@@ -195,6 +195,28 @@ def test_bad_collapsible_flags_are_one_line(flags, message, tmp_path, capsys):
     assert not os.path.exists(tmp_path / "run")
 
 
+def test_edsr_in_bfloat16_saves_float32_models_and_resumes(tmp_path):
+    import keras
+
+    out = str(tmp_path / "edsr")
+    args = DEMO_ARGS + ["--model", "edsr", "--blocks", "2", "--features", "8", "--bfloat16",
+                        "--out", out]
+    assert train.main(args + ["--epochs", "1"]) == 0
+    assert train.main(args + ["--epochs", "2", "--resume"]) == 0
+    assert _epochs(out) == [1, 2]
+    last = keras.models.load_model(os.path.join(out, "last.h5"))
+    assert {layer.dtype_policy.name for layer in last.layers} == {"float32"}
+    assert sum(isinstance(layer, keras.layers.Conv2D) for layer in last.layers) == 2 * 2 + 3
+    # last.h5 holds exactly the float32 master weights the resume state holds.
+    net = train.compile_model(train.parse_args(args + ["--epochs", "2"]))
+    assert net.layers[1].dtype_policy.name == "mixed_bfloat16"
+    with open(os.path.join(out, "state", "state.json")) as f:
+        net.optimizer.build(net.trainable_variables)
+        net.load_weights(os.path.join(out, "state", json.load(f)["weights"]))
+    for saved, trained in zip(last.get_weights(), net.get_weights()):
+        np.testing.assert_array_equal(saved, trained)
+
+
 def test_warmup_and_clipping_reach_the_optimizer():
     args = train.parse_args(["--lr", "1e-3", "--lr-schedule", "cosine", "--warmup-steps", "10",
                              "--epochs", "2", "--steps-per-epoch", "50", "--clip-norm", "0.5"])

@@ -1,8 +1,10 @@
 """Training throughput of three_conv: plain, with XLA, and in the collapsible
-training form (--expand, with and without ECB's extra branches); then the time
+training form (--expand, with and without ECB's extra branches); of every model
+in float32, with XLA and in mixed bfloat16 (train.py --bfloat16); then the time
 to reach 30.0 dB Set5 PSNR-Y (4-pixel shave, 8-bit outputs) from scratch.
 
     python benchmarks/train_step.py [--steps 200] [--max-minutes 12] [--no-target]
+    python benchmarks/train_step.py --precision-only     # the float32 / bfloat16 table
 
 Throughput: patches per second of ``train_on_batch`` (batch 16, 64x64 HR) on
 in-memory batches, so the figure is the model's, not the input pipeline's.
@@ -41,6 +43,47 @@ def training_rate(widths, steps, xla=False, batch=16, expand=0, branches=()):
     for _ in range(steps):
         net.train_on_batch(lr, hr)
     return steps * batch / (time.perf_counter() - started)
+
+
+def model_rate(name, options, steps, precision, batch=16, hr_patch=128):
+    """Patches/s of train_on_batch for a registered model, as train.py builds it:
+    'float32', 'xla' (float32, jit_compile) or 'bfloat16' (mixed, with XLA)."""
+    import keras
+
+    import model as models
+
+    keras.utils.set_random_seed(0)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16"
+                                            else "float32")
+    try:
+        net = models.build_model(name, 4, **options)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    net.compile(keras.optimizers.Adam(1e-3), "mae", jit_compile=precision != "float32")
+    rng = np.random.default_rng(0)
+    lr = rng.uniform(size=(batch, hr_patch // 4, hr_patch // 4, 3)).astype(np.float32)
+    hr = rng.uniform(size=(batch, hr_patch, hr_patch, 3)).astype(np.float32)
+    for _ in range(5):
+        net.train_on_batch(lr, hr)
+    started = time.perf_counter()
+    for _ in range(steps):
+        net.train_on_batch(lr, hr)
+    return steps * batch / (time.perf_counter() - started)
+
+
+PRECISION_MODELS = [("three_conv 128/64", "three_conv", {"widths": (128, 64)}),
+                    ("edsr 8x32", "edsr", {"blocks": 8, "width": 32}),
+                    ("edsr 8x48", "edsr", {"blocks": 8, "width": 48})]
+
+
+def precision_table(steps):
+    print("\npatches/s, batch 16 of 128x128 HR patches (32x32 LR), L1, Adam "
+          f"({steps} steps each)")
+    print(f"{'model':<20}{'float32':>10}{'XLA':>16}{'bfloat16+XLA':>16}")
+    for label, name, options in PRECISION_MODELS:
+        rates = [model_rate(name, options, steps, p) for p in ("float32", "xla", "bfloat16")]
+        print(f"{label:<20}{rates[0]:>10.0f}" + "".join(
+            f"{rate:>9.0f} ({rate / rates[0]:.2f}x)" for rate in rates[1:]), flush=True)
 
 
 def set5_psnr(net):
@@ -89,8 +132,13 @@ def main(argv=None):
     parser.add_argument("--expand", type=int, default=256,
                         help="inner width of the collapsible training form measured")
     parser.add_argument("--no-target", action="store_true", help="throughput only")
+    parser.add_argument("--precision-only", action="store_true",
+                        help="only the float32 / XLA / bfloat16 table of every model")
     args = parser.parse_args(argv)
     print(f"cpu cores: {os.cpu_count()}")
+    if args.precision_only:
+        precision_table(max(args.steps // 4, 10))
+        return 0
     ecb = ("1x1", "sobel", "laplacian")
     variants = [("plain", {}), ("XLA", {"xla": True}),
                 (f"expand {args.expand}", {"expand": args.expand}),
@@ -103,6 +151,7 @@ def main(argv=None):
                      for _, options in variants]
             print(f"{widths[0]}/{widths[1]:<9}" + "".join(
                 f"{rate:>11.0f} ({rate / rates[0]:.2f}x)" for rate in rates))
+    precision_table(max(args.steps // 4, 10))
     if args.no_target:
         return 0
     if not os.path.isdir(os.path.join(SHARED_DATA, "Set5")):

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+import runtimes
 from images import to_uint8
 
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -65,6 +66,13 @@ def load_model(path=None, bfloat16=False):
     import model as _registers_custom_layers  # noqa: F401
 
     path = resolve_model_path(path)
+    if runtimes.is_exported(path):
+        if bfloat16:
+            raise ModelError(f"--bfloat16 applies to Keras .h5 models, not to {path}")
+        try:
+            return runtimes.load(path)
+        except runtimes.RuntimeProblem as error:
+            raise ModelError(str(error)) from None
     try:
         net = keras.models.load_model(path, compile=False)
     except Exception as error:  # h5py/keras raise many kinds for a bad file
@@ -111,6 +119,8 @@ def model_scale(net):
     """The upscaling factor of a model (its output size / input size)."""
     import model as models
 
+    if isinstance(net, runtimes.Exported):
+        return net.scale
     for layer in net.layers:
         if isinstance(layer, models.DepthToSpace):
             return layer.block_size
@@ -126,6 +136,8 @@ def _run(net, lr_float):
     execution is ~1.5x faster than eager on CPU (benchmarks/inference.py)."""
     import tensorflow as tf
 
+    if isinstance(net, runtimes.Exported):
+        return net.run(lr_float)
     forward = _COMPILED.get(id(net))
     if forward is None or forward[0] is not net:
         function = tf.function(lambda x: tf.cast(net(x, training=False), tf.float32),
@@ -189,18 +201,20 @@ def super_resolve(net, lr, tile=None, convert=to_uint8):
     """SR output of an RGB image (uint8, or float in [0, 1]); by default rounded to
     8 bits as a saved PNG would be.  ``tile`` bounds memory without changing the
     result (overlap = the model's receptive radius)."""
-    import model as models
-
     return tiled(lambda piece: _run(net, _as_float(piece)), lr, model_scale(net), tile,
-                 models.receptive_radius(net), convert)
+                 receptive_radius(net), convert)
 
 
 def super_resolve_bands(net, lr, tile, convert=to_uint8, on_tile=None):
     """``super_resolve`` one band of tile rows at a time (see ``tiled_bands``)."""
+    return tiled_bands(lambda piece: _run(net, _as_float(piece)), lr, model_scale(net), tile,
+                       receptive_radius(net), convert, on_tile)
+
+
+def receptive_radius(net):
     import model as models
 
-    return tiled_bands(lambda piece: _run(net, _as_float(piece)), lr, model_scale(net), tile,
-                       models.receptive_radius(net), convert, on_tile)
+    return net.radius if isinstance(net, runtimes.Exported) else models.receptive_radius(net)
 
 
 def _as_float(piece):

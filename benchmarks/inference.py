@@ -102,7 +102,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lr-size", default="1000x750", help="input WxH")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--model", default=None, help="trained .h5 (default: shipped weights)")
+    parser.add_argument("--model", default=None,
+                        help="a trained .h5 to measure (default: every shipped model)")
     args = parser.parse_args(argv)
     import keras
     import tensorflow as tf
@@ -123,13 +124,12 @@ def main(argv=None):
     print(f"{'bicubic tf.image.resize':<44}{out_mp / t_bicubic:>8.1f} MP/s")
 
     bf16_flags = {"avx512_bf16", "amx_bf16"} & cpu_flags()
-    nets = {}
-    try:
-        nets["shipped"] = inference.load_model(args.model)
-    except inference.ModelError as error:
-        print(f"(no shipped model: {error})")
+    paths = {args.model: args.model} if args.model else {
+        name: inference.shipped_path(name) for name in inference.shipped_models()}
+    nets = {name: inference.load_model(path) for name, path in paths.items()}
     keras.utils.set_random_seed(0)
-    nets["seed 64/32"] = models.three_conv(4, (64, 32))
+    if "edsr" not in nets:   # speed does not depend on the weights
+        nets["edsr 8x32 (untrained)"] = models.edsr(4, blocks=8, width=32)
     print(f"\n{'model / variant':<44}{'MP/s':>8}{'GFLOP/s':>9}{'% peak':>8}")
     for name, net in nets.items():
         flops = conv_flops_per_lr_pixel(net) * width * height
@@ -168,14 +168,15 @@ def main(argv=None):
               f"channels_first {times['channels_first']:.2f} s "
               f"({times['channels_first'] / times['channels_last']:.2f}x)")
     print(f"\nbfloat16-capable CPU flags: {sorted(bf16_flags) or 'none'}")
-    if bf16_flags and "shipped" in nets and os.path.isdir(os.path.join(SHARED_DATA, "Set5")):
+    if bf16_flags and os.path.isdir(os.path.join(SHARED_DATA, "Set5")):
         import evaluate
 
-        for label, net in (("float32", nets["shipped"]),
-                           ("bfloat16", inference.to_bfloat16(nets["shipped"]))):
-            _, rows = evaluate.evaluate_source(net, os.path.join(SHARED_DATA, "Set5"), 4)
-            print(f"shipped model, Set5 PSNR-Y in {label}: "
-                  f"{np.mean([r['model_psnr'] for r in rows]):.3f} dB")
+        for name in paths:
+            for label, net in (("float32", nets[name]),
+                               ("bfloat16", inference.to_bfloat16(nets[name]))):
+                _, rows = evaluate.evaluate_source(net, os.path.join(SHARED_DATA, "Set5"), 4)
+                print(f"{name}, Set5 PSNR-Y in {label}: "
+                      f"{np.mean([r['model_psnr'] for r in rows]):.3f} dB")
     return 0
 
 

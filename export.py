@@ -1,0 +1,168 @@
+"""Export a trained model for deployment: SavedModel, LiteRT (.tflite) or ONNX.
+
+    python export.py                                  # strongest shipped model -> SavedModel
+    python export.py three_conv --format tflite --quantize int8
+    python export.py runs/demo/model.h5 --format onnx -o model.onnx
+
+Every export takes images of any height and width.  The files run with
+``predict.py --model FILE`` and ``evaluate.py --model FILE`` through the same
+tiling code as the .h5 models (docs/deployment.md has each format's quality,
+size and speed).
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+
+FORMATS = ("saved_model", "tflite", "onnx")
+QUANTIZATIONS = ("none", "float16", "int8")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Export a model (.h5 or a shipped model's name) to SavedModel, LiteRT "
+                    "(.tflite) or ONNX, with a dynamic input size.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add = parser.add_argument
+    add("model", nargs="?", default=None,
+        help="a model .h5 file or a shipped model's name (edsr, three_conv, three_conv_64x32); "
+             "default: the strongest shipped one")
+    add("--format", choices=FORMATS, default="saved_model", help="what to export to")
+    add("--quantize", choices=QUANTIZATIONS, default="none",
+        help="tflite only: float16 weights, or int8 (post-training quantization of weights "
+             "and activations, calibrated on --data; float input and output)")
+    add("--data", default="demo",
+        help="int8: images whose LR patches calibrate the activation ranges (any --data kind "
+             "train.py takes: a folder of HR images, a benchmark folder, div2k, demo)")
+    add("--calibration-images", type=int, default=64,
+        help="int8: how many images of --data calibrate (one LR crop of up to 96x96 each)")
+    add("-o", "--output", default=None,
+        help="output file (.tflite, .onnx) or folder (SavedModel); default: exports/NAME "
+             "beside this script, NAME from the model and the options")
+    add("--overwrite", action="store_true", help="replace an existing output")
+    args = parser.parse_args(argv)
+    if args.quantize != "none" and args.format != "tflite":
+        parser.error("--quantize applies to --format tflite only")
+    if args.calibration_images < 1:
+        parser.error("--calibration-images must be at least 1")
+    return args
+
+
+def default_output(model_path, fmt, quantize):
+    stem = os.path.splitext(os.path.basename(model_path))[0]
+    name = {"saved_model": f"{stem}_saved_model", "onnx": f"{stem}.onnx",
+            "tflite": f"{stem}{'' if quantize == 'none' else '_' + quantize}.tflite"}[fmt]
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "exports", name)
+
+
+def check_output(path, fmt, overwrite):
+    suffix = {"tflite": ".tflite", "onnx": ".onnx"}.get(fmt)
+    if suffix and not path.endswith(suffix):
+        raise ExportError(f"-o {path}: a {fmt} export is a {suffix} file")
+    if suffix is None and path.endswith((".tflite", ".onnx", ".h5")):
+        raise ExportError(f"-o {path}: a SavedModel is a folder; give a folder name")
+    if os.path.exists(path) and not overwrite:
+        raise ExportError(f"{path} exists; pass --overwrite to replace it")
+    parent = os.path.dirname(os.path.abspath(path))
+    probe = parent
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.access(probe, os.W_OK):
+        raise ExportError(f"-o {path}: cannot write there (read-only or no permission)")
+
+
+class ExportError(Exception):
+    """A problem the user can fix; the message is for them."""
+
+
+def calibration_images(data, count):
+    """LR crops (up to 96x96, top-left) of the first ``count`` images of ``data``, as
+    float32 batches of one: the representative dataset of int8 quantization."""
+    import numpy as np
+
+    import data as datasets
+
+    pairs = datasets.pair_dataset(data, "train", holdout=False, flag="--data")
+    crops = []
+    for item in pairs.take(count):
+        lr = item["lr"].numpy()[:96, :96]
+        crops.append(lr.astype(np.float32)[None] / 255.0)
+    if not crops:
+        raise ExportError(f"--data {data}: no images to calibrate int8 quantization with")
+    return crops
+
+
+def tflite_options(quantize, data, count):
+    """Converter settings: builtin ops only (no Flex delegate needed)."""
+    import tensorflow as tf
+
+    builtins = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize == "none":
+        return {"target_spec": {"supported_ops": builtins}}
+    if quantize == "float16":
+        return {"optimizations": [tf.lite.Optimize.DEFAULT],
+                "target_spec": {"supported_ops": builtins, "supported_types": [tf.float16]}}
+    crops = calibration_images(data, count)
+    return {"optimizations": [tf.lite.Optimize.DEFAULT],
+            "representative_dataset": lambda: ([crop] for crop in crops),
+            "target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8] + builtins}}
+
+
+def export_model(net, path, fmt, quantize="none", data="demo", count=64):
+    """Write ``net`` to ``path`` in ``fmt``: built beside the target under a
+    temporary name, then renamed, so a kill leaves no half-written export."""
+    import warnings
+
+    import keras
+
+    # tf2onnx's own FutureWarning about np.object, not the user's business.
+    warnings.filterwarnings("ignore", message=".*np.object", category=FutureWarning)
+    options = tflite_options(quantize, data, count) if fmt == "tflite" else {}
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
+    try:
+        built = os.path.join(work, os.path.basename(path))
+        spec = [keras.InputSpec(shape=(None, None, None, 3), dtype="float32")]
+        keras_format = {"saved_model": "tf_saved_model", "tflite": "litert"}.get(fmt, fmt)
+        net.export(built, format=keras_format, verbose=False, input_signature=spec, **options)
+        if os.path.isdir(path):
+            shutil.rmtree(path)     # --overwrite of a SavedModel folder
+        os.replace(built, path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return path
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import tfquiet
+
+    tfquiet.import_tensorflow()
+    import data
+    import inference
+
+    try:
+        model_path = inference.resolve_model_path(args.model)
+        if model_path.endswith((".tflite", ".onnx")) or os.path.isdir(model_path):
+            raise ExportError(f"{model_path} is already exported; export.py takes a .h5 model")
+        output = args.output or default_output(model_path, args.format, args.quantize)
+        check_output(output, args.format, args.overwrite)
+        net = inference.load_model(model_path)
+        print(f"model: {inference.describe(model_path)}")
+        export_model(net, output, args.format, args.quantize, args.data, args.calibration_images)
+    except (ExportError, inference.ModelError, data.DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    size = sum(os.path.getsize(os.path.join(root, name))
+               for root, _, names in os.walk(output) for name in names) \
+        if os.path.isdir(output) else os.path.getsize(output)
+    print(f"wrote {output} ({size / 1e6:.2f} MB); run it with "
+          f"python predict.py IMAGE --model {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

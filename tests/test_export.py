@@ -1,0 +1,104 @@
+import os
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO, SHARED_DATA, one_line_error, smooth_image
+
+import export
+import inference
+import metrics
+import model as models
+
+FLOAT_FORMATS = [("saved_model", "none", 1e-5), ("tflite", "none", 1e-5),
+                 ("tflite", "float16", 5e-3), ("onnx", "none", 1e-5)]
+
+
+def _suffix(fmt, quantize):
+    return {"saved_model": "_sm", "tflite": f"_{quantize}.tflite", "onnx": ".onnx"}[fmt]
+
+
+@pytest.fixture(scope="module", params=["three_conv", "edsr"])
+def small(request):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    options = {"widths": (16, 8)} if request.param == "three_conv" else {"blocks": 1, "width": 8}
+    return request.param, models.build_model(request.param, 4, **options)
+
+
+@pytest.mark.parametrize("fmt,quantize,tolerance", FLOAT_FORMATS)
+def test_float_exports_match_keras_whole_and_tiled(small, fmt, quantize, tolerance, tmp_path):
+    name, net = small
+    path = export.export_model(net, str(tmp_path / f"{name}{_suffix(fmt, quantize)}"), fmt,
+                               quantize)
+    exported = inference.load_model(path)
+    assert exported.scale == 4
+    assert exported.radius == models.receptive_radius(net)
+    image = smooth_image(37, 53)                       # odd-sized
+    expected = inference.super_resolve(net, image, convert=None)
+    whole = inference.super_resolve(exported, image, convert=None)
+    np.testing.assert_allclose(whole, expected, atol=tolerance)
+    tiled = inference.super_resolve(exported, image, tile=16, convert=None)  # 3 x 4 tiles
+    np.testing.assert_allclose(tiled, expected, atol=tolerance)
+
+
+def test_int8_tflite_is_close_to_keras_on_a_real_image(tmp_path):
+    from PIL import Image
+
+    lr_path = os.path.join(SHARED_DATA, "Set5", "LR_bicubic_X4", "baby.png")
+    if not os.path.exists(lr_path):
+        pytest.skip(f"{lr_path} not found (../shared/data is beside the project in CI)")
+    net = inference.load_model(os.path.join(REPO, "weights", "three_conv_x4.h5"))
+    path = export.export_model(net, str(tmp_path / "int8.tflite"), "tflite", "int8",
+                               data="demo", count=8)
+    lr = np.asarray(Image.open(lr_path).convert("RGB"))
+    expected = inference.super_resolve(net, lr)
+    quantized = inference.super_resolve(inference.load_model(path), lr, tile=64)
+    assert metrics.psnr(expected, quantized) > 35
+    assert os.path.getsize(path) < os.path.getsize(
+        os.path.join(REPO, "weights", "three_conv_x4.h5")) / 3
+
+
+@pytest.mark.parametrize("suffix,content", [(".tflite", b"TFL3" + b"\0" * 100),
+                                            (".onnx", b"\x08\x07garbage"),
+                                            (".tflite", b"<html>not a model</html>")])
+def test_damaged_or_foreign_exports_are_one_line_errors(suffix, content, tmp_path, capsys):
+    import evaluate
+
+    path = tmp_path / f"model{suffix}"
+    path.write_bytes(content)
+    assert evaluate.main(["--model", str(path), "--data", "demo", "--limit", "1"]) == 2
+    line = one_line_error(capsys.readouterr().err)
+    assert str(path) in line and "not a valid" in line
+
+
+def test_missing_runtime_names_the_package(tmp_path, monkeypatch, capsys):
+    import predict
+
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"whatever")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)   # import fails
+    source = str(tmp_path / "x.png")
+    from PIL import Image
+    Image.fromarray(smooth_image(8, 8)).save(source)
+    assert predict.main([source, "--model", str(path)]) == 2
+    assert "pip install onnxruntime" in one_line_error(capsys.readouterr().err)
+
+
+def test_export_cli_refuses_overwrite_and_bad_flags(tmp_path, capsys):
+    target = tmp_path / "m.onnx"
+    target.write_bytes(b"user's file")
+    assert export.main(["three_conv_64x32", "--format", "onnx", "-o", str(target)]) == 2
+    assert "--overwrite" in one_line_error(capsys.readouterr().err)
+    assert target.read_bytes() == b"user's file"
+    assert export.main(["three_conv_64x32", "--format", "tflite", "-o",
+                        str(tmp_path / "m.onnx")]) == 2
+    assert "a tflite export is a .tflite file" in one_line_error(capsys.readouterr().err)
+    with pytest.raises(SystemExit):
+        export.parse_args(["--format", "onnx", "--quantize", "int8"])
+    assert "--quantize applies to --format tflite only" in capsys.readouterr().err
+    assert export.main(["three_conv_64x32", "--format", "onnx", "-o", str(target),
+                        "--overwrite"]) == 0
+    assert inference.load_model(str(target)).scale == 4
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]   # no temporary left

@@ -253,7 +253,7 @@ def _tfds_dataset(split, scale, data_dir=None):
     builder = check_tfds_available(scale, data_dir)
     builder.download_and_prepare()
     ds = builder.as_dataset(split=split, shuffle_files=False)
-    first = 1 if split == "train" else 801
+    first = 1 if str(split).startswith("train") else 801  # names only
 
     def to_pair(index, example):
         hr, lr = _align(example["hr"], example["lr"], scale)
@@ -294,20 +294,37 @@ def check_pairs(pairs, scale):
                             f"({hr_w}x{hr_h})")
 
 
-def pair_dataset(data, split="train", scale=4, holdout=True, tfds_data_dir=None, flag="--data"):
+def _shard(items, shard):
+    """Every ``count``-th item from ``index`` on: one input pipeline's share."""
+    if shard is None:
+        return items
+    count, index = shard
+    return items[index::count]
+
+
+def pair_dataset(data, split="train", scale=4, holdout=True, tfds_data_dir=None, flag="--data",
+                 shard=None):
     """A tf.data.Dataset of {"name", "hr", "lr", "gray"} (uint8 RGB, HR = scale x LR).
 
     For sources with no splits of their own (benchmark and HR folders),
     ``holdout=True`` keeps every 10th image for "validation" and the rest for
     "train"; ``holdout=False`` gives every image whatever the split.
+    ``shard=(count, index)`` keeps every count-th image from index on, chosen
+    before anything is read, so each of ``count`` input pipelines (tf.distribute
+    workers) decodes only its own share.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}")
     kind = source_kind(data, scale, flag)
     if kind == "tfds":
+        if shard:
+            import tensorflow_datasets as tfds
+
+            split = tfds.even_splits(split, n=shard[0])[shard[1]]
         return _tfds_dataset(split, scale, tfds_data_dir)
     if kind == "demo":
         names, images = _demo_images(split)
+        names, images = _shard(names, shard), _shard(images, shard)
         hr = tf.data.Dataset.from_generator(
             lambda: iter(images), output_signature=(tf.TensorSpec([None, None, 3], tf.uint8),
                                                     tf.TensorSpec([], tf.bool)))
@@ -325,6 +342,7 @@ def pair_dataset(data, split="train", scale=4, holdout=True, tfds_data_dir=None,
             paths = _holdout(paths, split)
         if not paths:
             raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {data}")
+        paths = _shard(paths, shard)
         check_images(paths)
         # Names keep sub-folders so that T91/t1 and BSD200/t1 cannot collide.
         names = [os.path.splitext(os.path.relpath(p, data))[0] for p in paths]
@@ -335,6 +353,7 @@ def pair_dataset(data, split="train", scale=4, holdout=True, tfds_data_dir=None,
         pairs = _holdout(pairs, split)
     if not pairs:
         raise DataError(f"no image pairs found in {data}")
+    pairs = _shard(pairs, shard)
     check_pairs(pairs, scale)
     return _file_pairs_dataset(pairs, scale)
 

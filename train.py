@@ -61,6 +61,16 @@ def parse_args(argv=None):
         help="mixed-precision training (bfloat16 compute, float32 weights); implies --xla, "
              "since TensorFlow's bfloat16 convolution gradients are ~20x slower without it. "
              "Saved models are float32")
+    add("--distribute", choices=("none", "mirrored", "multiworker"), default="none",
+        help="none: one device; mirrored: every local GPU (or --devices), one copy of the "
+             "model each; multiworker: a cluster described by TF_CONFIG "
+             "(docs/distributed.md). --batch-size stays the global batch, split across "
+             "replicas")
+    add("--devices", default="",
+        help="--distribute mirrored: comma-separated devices (e.g. /gpu:0,/gpu:1); "
+             "default every GPU")
+    add("--tensorboard", action="store_true",
+        help="also log loss, PSNR, learning rate and validation images to OUT/tensorboard")
     add("--xla", action="store_true",
         help="compile the training step with XLA (jit_compile); see docs/performance.md")
     add("--init", default="glorot_uniform", help="kernel initializer (Keras name)")
@@ -100,7 +110,8 @@ def parse_args(argv=None):
         parser.error(f"--widths must be comma-separated integers, got {args.widths!r}")
     import tfquiet
 
-    tfquiet.import_tensorflow()
+    # A cluster's strategy must be made before TensorFlow starts its devices.
+    tfquiet.import_tensorflow(start_devices=args.distribute != "multiworker")
     import model as models
 
     args.branches = [b for b in args.branches.split(",") if b]
@@ -119,6 +130,9 @@ def parse_args(argv=None):
     if args.blocks < 1 or args.features < 1:
         parser.error("--blocks and --features must be at least 1")
     args.xla = args.xla or args.bfloat16
+    args.devices = [d for d in args.devices.split(",") if d]
+    if args.devices and args.distribute != "mirrored":
+        parser.error("--devices applies to --distribute mirrored")
     if args.patches_per_image < 0:
         parser.error("--patches-per-image must be 0 (auto) or positive")
     if args.warmup_steps < 0 or args.clip_norm < 0:
@@ -145,7 +159,8 @@ class UsageError(Exception):
 # --------------------------------------------------------------------------- run folder
 
 def settings_of(args):
-    return {k: v for k, v in vars(args).items() if k not in ("resume", "tfds_dir", "cache")}
+    return {k: v for k, v in vars(args).items()
+            if k not in ("resume", "tfds_dir", "cache", "devices")}
 
 
 def library_versions():
@@ -270,6 +285,17 @@ def _check_same_settings(args, saved):
               if k in RESUME_KEYS and saved["settings"].get(k, SETTING_DEFAULTS.get(k)) != v]
     if differ:
         raise UsageError(f"cannot resume {args.out} with other settings: " + "; ".join(differ))
+
+
+def committed_state(args):
+    """(epoch, weights path) of the run's last committed epoch, or (0, None): what
+    a cluster's non-chief workers start from.  They only read; the chief checks
+    and writes the folder (two processes checking it would race)."""
+    if not (args.resume and os.path.exists(state_file(args))):
+        return 0, None
+    with open(state_file(args)) as f:
+        state = json.load(f)
+    return int(state["epoch"]), os.path.join(args.out, "state", state["weights"])
 
 
 def prepare_run_folder(args):
@@ -451,10 +477,6 @@ def build_datasets(args):
             data.large_enough(args.patch_size, args.scale)).take(1)):
         raise data.DataError(f"no training image in {args.data} is at least {args.patch_size} "
                              "px on each side; lower --patch-size")
-    # A resumed run draws new patches rather than replaying those of epoch 1.
-    seed = args.seed + 1000 * completed_epochs(args)
-    train = data.training_dataset(train_pairs, args.patch_size, args.scale, args.batch_size,
-                                  args.patches_per_image, cache=args.cache, seed=seed)
     val = data.validation_dataset(val_pairs, args.val_patch_size, args.scale, args.val_crops,
                                   args.batch_size)
     batches = sum(1 for _ in val)  # also fills the validation cache
@@ -463,7 +485,20 @@ def build_datasets(args):
                              "on each side; lower --val-patch-size")
     import tensorflow as tf
 
-    return train, val.apply(tf.data.experimental.assert_cardinality(batches))
+    def training_batches(context):
+        """One input pipeline's share of the training images (tf.distribute calls
+        this once per worker), in batches of one replica's share of --batch-size."""
+        count, index = context.num_input_pipelines, context.input_pipeline_id
+        pairs = train_pairs if count == 1 else data.pair_dataset(
+            args.data, "train", args.scale, tfds_data_dir=args.tfds_dir, shard=(count, index))
+        # A resumed run draws new patches rather than replaying those of epoch 1.
+        seed = args.seed + 1000 * completed_epochs(args) + 7919 * index
+        cache = f"{args.cache}.{index}" if args.cache and count > 1 else args.cache
+        return data.training_dataset(pairs, args.patch_size, args.scale,
+                                     context.get_per_replica_batch_size(args.batch_size),
+                                     args.patches_per_image, cache=cache, seed=seed)
+
+    return training_batches, val.apply(tf.data.experimental.assert_cardinality(batches))
 
 
 def compile_model(args):
@@ -500,12 +535,22 @@ def compile_model(args):
 
 def train(args):
     """Run (or resume) training; returns the history rows."""
+    import distribute
+    import tfquiet
+
+    with tfquiet.quiet_stderr():
+        strategy = distribute.make_strategy(args.distribute, args.devices)
+    chief = distribute.is_chief(strategy)
     # Everything that can be wrong with the data, model or flags fails here,
     # before --out is touched.
-    train_ds, val_ds = build_datasets(args)
-    net = compile_model(args)
+    dataset_fn, val_ds = build_datasets(args)
+    with strategy.scope():
+        net = compile_model(args)
+        net.optimizer.build(net.trainable_variables)
     if args.init_from:
         start_from(net, args.init_from)
+    if not chief:   # a cluster's other workers read the run folder, never write it
+        return train_in_folder(args, net, dataset_fn, val_ds, strategy, chief=False)
     from fileio import FolderLocked, lock_folder
 
     if os.path.exists(args.out) and not os.path.isdir(args.out):
@@ -520,29 +565,45 @@ def train(args):
         raise UsageError(f"--out {args.out}: cannot create the run folder "
                          f"({error.strerror})") from None
     try:
-        return train_in_folder(args, net, train_ds, val_ds)
+        return train_in_folder(args, net, dataset_fn, val_ds, strategy)
     finally:
         os.close(lock)
 
 
-def train_in_folder(args, net, train_ds, val_ds):
-    """The part of train() that runs with the run folder locked."""
-    import keras
+def train_in_folder(args, net, dataset_fn, val_ds, strategy, chief=True):
+    """The part of train() that runs with the run folder locked (by the chief)."""
+    import distribute
+    import metrics
 
-    remove_leftovers(args)
-    initial_epoch, history, state_weights = prepare_run_folder(args)
+    if chief:
+        remove_leftovers(args)
+        initial_epoch, history, state_weights = prepare_run_folder(args)
+    else:
+        (initial_epoch, state_weights), history = committed_state(args), []
     if state_weights:
-        net.optimizer.build(net.trainable_variables)
         net.load_weights(state_weights)
         print(f"resuming {args.out} after epoch {initial_epoch}")
     if initial_epoch >= args.epochs:
         print(f"{args.out} already finished {initial_epoch} epochs")
         return history
     best = max((r["val_psnr"] for r in history), default=None)
-    net.fit(train_ds, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-            initial_epoch=initial_epoch, validation_data=val_ds, verbose="auto", shuffle=False,
-            callbacks=[keras.callbacks.TerminateOnNaN(), make_run_recorder(args, history, best)])
-    if history and history[-1]["epoch"] == args.epochs:
+    callbacks = []
+    if chief:
+        callbacks.append(make_run_recorder(args, history, best))
+        if args.tensorboard:
+            import tensorboard_log
+
+            callbacks.append(tensorboard_log.TensorBoardLog(
+                os.path.join(args.out, "tensorboard"), val_ds, args.scale))
+    finished = distribute.fit(
+        strategy, net, dataset_fn, val_ds, epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch, initial_epoch=initial_epoch,
+        global_batch=args.batch_size, loss=args.loss,
+        psnr_fn=metrics.make_psnr_y_metric(args.scale), callbacks=callbacks, xla=args.xla,
+        verbose=chief)
+    if not chief:
+        return history
+    if finished and history and history[-1]["epoch"] == args.epochs:
         best = max(r["val_psnr"] for r in history)
         print(f"done: {args.out}/model.h5 (best val PSNR-Y {best:.2f} dB "
               f"on float outputs, {args.scale}-px shave)")

@@ -123,8 +123,6 @@ def parse_args(argv=None):
         parser.error("--expand must be 0 (plain) or a positive width")
     if args.branches and not args.expand:
         parser.error("--branches needs --expand")
-    if args.model not in models.MODELS:
-        parser.error(f"--model: unknown {args.model!r}; choose from {', '.join(models.MODELS)}")
     if args.expand and args.model != "three_conv":
         parser.error("--expand applies to --model three_conv only")
     if args.blocks < 1 or args.features < 1:

@@ -115,14 +115,14 @@ def _finish(processes, timeout=300):
 def test_two_workers_write_one_run_folder_and_resume_after_sigkill(tmp_path):
     out = str(tmp_path / "cluster")
     state = os.path.join(out, "state", "state.json")
-    processes = _start_workers(out, epochs=3, steps=150)
+    processes = _start_workers(out, epochs=3, steps=80)
     try:
         deadline = time.time() + 240
         while time.time() < deadline and not os.path.exists(state):
             ended = [p for p in processes if p.poll() is not None]
             assert not ended, ended[0].stdout.read()[-3000:]
             time.sleep(0.2)
-        time.sleep(1.0)   # into epoch 2
+        time.sleep(0.5)   # into epoch 2 (80 steps)
         assert all(p.poll() is None for p in processes), "finished before the kill"
     finally:
         for process in processes:
@@ -130,7 +130,7 @@ def test_two_workers_write_one_run_folder_and_resume_after_sigkill(tmp_path):
             process.wait()
     with open(state) as f:
         assert json.load(f)["epoch"] == 1
-    outputs = _finish(_start_workers(out, epochs=3, steps=150, extra=["--resume"]))
+    outputs = _finish(_start_workers(out, epochs=3, steps=80, extra=["--resume"]))
     assert "resuming" in outputs[0] and "after epoch 1" in outputs[0]
     assert "done:" in outputs[0] and "done:" not in outputs[1]   # the chief reports
     assert _epochs(out) == [1, 2, 3]

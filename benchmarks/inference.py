@@ -163,7 +163,12 @@ def main(argv=None):
                       f"{100 * gflops / peak:>7.0f}% (of the fp32 peak)")
     print("\nlayout (convolutions only, graph mode, whole image):")
     for widths in ((128, 64), (64, 32)):
-        times = layout_times(widths, lr, args.repeats)
+        try:
+            times = layout_times(widths, lr, args.repeats)
+        except tf.errors.UnimplementedError:   # TensorFlow's CPU kernels without oneDNN
+            print("  channels_first convolutions are not available on this CPU's TensorFlow "
+                  "(no oneDNN): channels_last only")
+            break
         print(f"  {widths[0]}/{widths[1]}: channels_last {times['channels_last']:.2f} s, "
               f"channels_first {times['channels_first']:.2f} s "
               f"({times['channels_first'] / times['channels_last']:.2f}x)")

@@ -25,6 +25,19 @@ sys.path.insert(0, REPO)
 SHARED_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data"))
 
 
+def patches_per_second(net, steps, batch, hr_patch, warmup=10):
+    """train_on_batch on one fixed random in-memory batch (no input pipeline)."""
+    rng = np.random.default_rng(0)
+    lr = rng.uniform(size=(batch, hr_patch // 4, hr_patch // 4, 3)).astype(np.float32)
+    hr = rng.uniform(size=(batch, hr_patch, hr_patch, 3)).astype(np.float32)
+    for _ in range(warmup):
+        net.train_on_batch(lr, hr)
+    started = time.perf_counter()
+    for _ in range(steps):
+        net.train_on_batch(lr, hr)
+    return steps * batch / (time.perf_counter() - started)
+
+
 def training_rate(widths, steps, xla=False, batch=16, expand=0, branches=()):
     """Patches/s of train_on_batch for three_conv on in-memory batches (no pipeline)."""
     import keras
@@ -34,15 +47,7 @@ def training_rate(widths, steps, xla=False, batch=16, expand=0, branches=()):
     keras.utils.set_random_seed(0)
     net = models.three_conv(4, widths, expand=expand, branches=branches)
     net.compile(keras.optimizers.Adam(1e-3), "mse", jit_compile=xla)
-    rng = np.random.default_rng(0)
-    lr = rng.uniform(size=(batch, 16, 16, 3)).astype(np.float32)
-    hr = rng.uniform(size=(batch, 64, 64, 3)).astype(np.float32)
-    for _ in range(10):
-        net.train_on_batch(lr, hr)
-    started = time.perf_counter()
-    for _ in range(steps):
-        net.train_on_batch(lr, hr)
-    return steps * batch / (time.perf_counter() - started)
+    return patches_per_second(net, steps, batch, 64)
 
 
 def model_rate(name, options, steps, precision, batch=16, hr_patch=128):
@@ -60,15 +65,7 @@ def model_rate(name, options, steps, precision, batch=16, hr_patch=128):
     finally:
         keras.mixed_precision.set_global_policy("float32")
     net.compile(keras.optimizers.Adam(1e-3), "mae", jit_compile=precision != "float32")
-    rng = np.random.default_rng(0)
-    lr = rng.uniform(size=(batch, hr_patch // 4, hr_patch // 4, 3)).astype(np.float32)
-    hr = rng.uniform(size=(batch, hr_patch, hr_patch, 3)).astype(np.float32)
-    for _ in range(5):
-        net.train_on_batch(lr, hr)
-    started = time.perf_counter()
-    for _ in range(steps):
-        net.train_on_batch(lr, hr)
-    return steps * batch / (time.perf_counter() - started)
+    return patches_per_second(net, steps, batch, hr_patch, warmup=5)
 
 
 PRECISION_MODELS = [("three_conv 128/64", "three_conv", {"widths": (128, 64)}),

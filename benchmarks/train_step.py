@@ -5,6 +5,7 @@ to reach 30.0 dB Set5 PSNR-Y (4-pixel shave, 8-bit outputs) from scratch.
 
     python benchmarks/train_step.py [--steps 200] [--max-minutes 12] [--no-target]
     python benchmarks/train_step.py --precision-only     # the float32 / bfloat16 table
+    python benchmarks/train_step.py --loop-only          # train.py's loop against model.fit
 
 Throughput: patches per second of ``train_on_batch`` (batch 16, 64x64 HR) on
 in-memory batches, so the figure is the model's, not the input pipeline's.
@@ -68,6 +69,46 @@ def model_rate(name, options, steps, precision, batch=16, hr_patch=128):
     return patches_per_second(net, steps, batch, hr_patch, warmup=5)
 
 
+def loop_against_fit(steps, widths=(128, 64), batch=16):
+    """Patches/s of train.py's training loop (distribute.fit on the default
+    one-device strategy) and of Keras' model.fit, same model, same in-memory
+    dataset, each after a warm-up epoch: what replacing fit cost."""
+    import keras
+    import tensorflow as tf
+
+    import distribute
+    import metrics
+    import model as models
+
+    rng = np.random.default_rng(0)
+    lr = rng.uniform(size=(256, 16, 16, 3)).astype(np.float32)
+    hr = rng.uniform(size=(256, 64, 64, 3)).astype(np.float32)
+
+    def batches(context=None):
+        return tf.data.Dataset.from_tensor_slices((lr, hr)).repeat().batch(batch).prefetch(4)
+
+    val = tf.data.Dataset.from_tensor_slices((lr[:batch], hr[:batch])).batch(batch)
+    psnr = metrics.make_psnr_y_metric(4)
+    rates = {}
+    for name in ("model.fit", "train.py loop"):
+        keras.utils.set_random_seed(0)
+        net = models.three_conv(4, widths)
+        net.compile(keras.optimizers.Adam(1e-3), "mse", metrics=[psnr])
+        net.optimizer.build(net.trainable_variables)
+        seconds = []
+        for count in (20, steps):    # warm-up (tracing), then timed
+            started = time.perf_counter()
+            if name == "model.fit":
+                net.fit(batches(), epochs=1, steps_per_epoch=count, verbose=0)
+            else:
+                distribute.fit(tf.distribute.get_strategy(), net, batches, val, epochs=1,
+                               steps_per_epoch=count, initial_epoch=0, global_batch=batch,
+                               loss="mse", psnr_fn=psnr, callbacks=[], verbose=False)
+            seconds.append(time.perf_counter() - started)
+        rates[name] = steps * batch / seconds[-1]
+    return rates
+
+
 PRECISION_MODELS = [("three_conv 128/64", "three_conv", {"widths": (128, 64)}),
                     ("edsr 8x32", "edsr", {"blocks": 8, "width": 32}),
                     ("edsr 8x48", "edsr", {"blocks": 8, "width": 48})]
@@ -81,6 +122,13 @@ def precision_table(steps):
         rates = [model_rate(name, options, steps, p) for p in ("float32", "xla", "bfloat16")]
         print(f"{label:<20}{rates[0]:>10.0f}" + "".join(
             f"{rate:>9.0f} ({rate / rates[0]:.2f}x)" for rate in rates[1:]), flush=True)
+
+
+def print_loop_against_fit(steps):
+    rates = loop_against_fit(steps)
+    print(f"\nthree_conv 128/64, batch 16 of 64x64 HR, in-memory dataset ({steps} steps): "
+          + ", ".join(f"{name} {rate:.0f} patches/s" for name, rate in rates.items())
+          + f" (loop/fit {rates['train.py loop'] / rates['model.fit']:.2f}x)")
 
 
 def set5_psnr(net):
@@ -129,12 +177,17 @@ def main(argv=None):
     parser.add_argument("--expand", type=int, default=256,
                         help="inner width of the collapsible training form measured")
     parser.add_argument("--no-target", action="store_true", help="throughput only")
+    parser.add_argument("--loop-only", action="store_true",
+                        help="only train.py's loop against Keras' model.fit")
     parser.add_argument("--precision-only", action="store_true",
                         help="only the float32 / XLA / bfloat16 table of every model")
     args = parser.parse_args(argv)
     print(f"cpu cores: {os.cpu_count()}")
     if args.precision_only:
         precision_table(max(args.steps // 4, 10))
+        return 0
+    if args.loop_only:
+        print_loop_against_fit(args.steps)
         return 0
     ecb = ("1x1", "sobel", "laplacian")
     variants = [("plain", {}), ("XLA", {"xla": True}),
@@ -149,6 +202,7 @@ def main(argv=None):
             print(f"{widths[0]}/{widths[1]:<9}" + "".join(
                 f"{rate:>11.0f} ({rate / rates[0]:.2f}x)" for rate in rates))
     precision_table(max(args.steps // 4, 10))
+    print_loop_against_fit(args.steps)
     if args.no_target:
         return 0
     if not os.path.isdir(os.path.join(SHARED_DATA, "Set5")):

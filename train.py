@@ -527,7 +527,7 @@ def compile_model(args):
     loss = "mean_squared_error" if args.loss == "mse" else "mean_absolute_error"
     optimizer = keras.optimizers.Adam(learning_rate, global_clipnorm=args.clip_norm or None)
     net.compile(optimizer=optimizer, loss=loss,
-                metrics=[metrics.make_psnr_y_metric(args.scale)], jit_compile=args.xla)
+                metrics=[metrics.make_psnr_y_metric(args.scale)])
     return net
 
 

@@ -16,6 +16,8 @@ import sys
 
 import numpy as np
 
+from fileio import can_write_in
+
 CSV_FIELDS = ("set", "name", "bicubic_psnr", "bicubic_ssim", "model_psnr", "model_ssim",
               "bicubic_psnr_rgb", "model_psnr_rgb")
 
@@ -142,26 +144,18 @@ class OutputExists(Exception):
     is for the user."""
 
 
-def _writable_folder(path):
-    """Whether ``path`` (a folder, perhaps not made yet) could be created and written."""
-    path = os.path.abspath(path)
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
-    return os.path.isdir(path) and os.access(path, os.W_OK)
-
-
 def check_outputs_free(args):
     """Before any scoring: refuse to overwrite a user's files unless --overwrite is
     given, and refuse outputs that could not be written at the end."""
     for flag, path in (("--json", args.json), ("--csv", args.csv)):
         if path and os.path.exists(path) and not args.overwrite:
             raise OutputExists(f"{path} exists; pass --overwrite to replace it")
-        if path and not _writable_folder(os.path.dirname(os.path.abspath(path))):
+        if path and not can_write_in(os.path.dirname(os.path.abspath(path))):
             raise OutputExists(f"{flag} {path}: cannot write there (read-only or no permission)")
     if args.save_images and os.path.isdir(args.save_images) and os.listdir(args.save_images) \
             and not args.overwrite:
         raise OutputExists(f"{args.save_images} is not empty; pass --overwrite to write into it")
-    if args.save_images and not _writable_folder(args.save_images):
+    if args.save_images and not can_write_in(args.save_images):
         raise OutputExists(f"--save-images {args.save_images}: cannot write there "
                            "(read-only or no permission)")
 

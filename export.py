@@ -16,6 +16,8 @@ import shutil
 import sys
 import tempfile
 
+from fileio import can_write_in
+
 FORMATS = ("saved_model", "tflite", "onnx")
 QUANTIZATIONS = ("none", "float16", "int8")
 
@@ -65,11 +67,7 @@ def check_output(path, fmt, overwrite):
         raise ExportError(f"-o {path}: a SavedModel is a folder; give a folder name")
     if os.path.exists(path) and not overwrite:
         raise ExportError(f"{path} exists; pass --overwrite to replace it")
-    parent = os.path.dirname(os.path.abspath(path))
-    probe = parent
-    while not os.path.exists(probe):
-        probe = os.path.dirname(probe)
-    if not os.access(probe, os.W_OK):
+    if not can_write_in(os.path.dirname(os.path.abspath(path))):
         raise ExportError(f"-o {path}: cannot write there (read-only or no permission)")
 
 

@@ -43,6 +43,13 @@ def write_text(path, text):
             f.write(text)
 
 
+def can_write_in(folder):
+    """Whether ``folder`` (perhaps not made yet) could be created and written in: its
+    nearest existing ancestor is a writable folder."""
+    folder = os.path.abspath(folder)
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    return os.path.isdir(folder) and os.access(folder, os.W_OK)
 
 class DiskFull(OSError):
     """Not enough space for a write; the message is meant for the user."""

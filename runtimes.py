@@ -49,7 +49,8 @@ def load(path):
     return load_onnx(path)
 
 
-def _first_line(error):
+def first_line(error):
+    """The first line of an exception's message (library errors run to pages)."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
@@ -71,7 +72,7 @@ def load_saved_model(path):
         loaded = tf.saved_model.load(path)
         serve = loaded.signatures["serving_default"]
     except Exception as error:  # TF raises many kinds for a damaged SavedModel
-        raise RuntimeProblem(f"cannot load SavedModel {path}: {_first_line(error)}") from None
+        raise RuntimeProblem(f"cannot load SavedModel {path}: {first_line(error)}") from None
     (name, spec), = serve.structured_input_signature[1].items()
     _check_input(path, list(spec.shape))
     output_name = next(iter(serve.structured_outputs))
@@ -95,7 +96,7 @@ def load_tflite(path):
         interpreter = Interpreter(model_path=path, num_threads=os.cpu_count())
     except (ValueError, RuntimeError) as error:
         raise RuntimeProblem(f"cannot load {path}: not a valid LiteRT model "
-                             f"({_first_line(error)})") from None
+                             f"({first_line(error)})") from None
     inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
     if len(inputs) != 1 or len(outputs) != 1:
         raise RuntimeProblem(f"{path} is not an image-to-image upscaler: it has {len(inputs)} "
@@ -152,7 +153,7 @@ def load_onnx(path):
         session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnx and onnxruntime raise their own kinds
         raise RuntimeProblem(f"cannot load {path}: not a valid ONNX model "
-                             f"({_first_line(error)})") from None
+                             f"({first_line(error)})") from None
     if len(session.get_inputs()) != 1:
         raise RuntimeProblem(f"{path} is not an image-to-image upscaler: it has "
                              f"{len(session.get_inputs())} inputs")

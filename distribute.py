@@ -42,15 +42,23 @@ def is_chief(strategy):
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
-def per_patch_loss(name):
+def per_patch_loss(name, chroma_weight=None):
     """Mean over each patch of the squared or absolute error: shape (batch,).  Its
-    batch mean is exactly Keras' mean_squared_error / mean_absolute_error."""
+    batch mean is exactly Keras' mean_squared_error / mean_absolute_error.  With a
+    ``chroma_weight`` the error is taken in YCbCr (BT.601, the space the benchmarks
+    score Y of) and the Cb, Cr terms are weighted by it."""
     import tensorflow as tf
+
+    from metrics import YCBCR_ROWS
 
     def loss(hr, sr):
         error = tf.cast(sr, tf.float32) - hr
-        return tf.reduce_mean(tf.square(error) if name == "mse" else tf.abs(error),
-                              axis=[1, 2, 3])
+        if chroma_weight is not None:
+            error = tf.einsum("bhwc,dc->bhwd", error, tf.constant(YCBCR_ROWS, tf.float32))
+        error = tf.square(error) if name == "mse" else tf.abs(error)
+        if chroma_weight is not None:
+            error *= tf.constant([1.0, chroma_weight, chroma_weight])
+        return tf.reduce_mean(error, axis=[1, 2, 3])
 
     return loss
 
@@ -103,13 +111,13 @@ def evaluate(net, val_ds, loss_fn, psnr_fn):
 
 
 def fit(strategy, net, dataset_fn, val_ds, *, epochs, steps_per_epoch, initial_epoch,
-        global_batch, loss, psnr_fn, callbacks, xla=False, verbose=True):
+        global_batch, loss, psnr_fn, callbacks, xla=False, verbose=True, chroma_weight=None):
     """Train ``net`` (built under ``strategy.scope()``) from ``initial_epoch`` to
     ``epochs``.  ``dataset_fn(input_context)`` gives one input pipeline's batches
     of per-replica size.  Returns False if a NaN or infinite loss stopped it."""
     import keras
 
-    loss_fn = per_patch_loss(loss)
+    loss_fn = per_patch_loss(loss, chroma_weight)
     batches = strategy.distribute_datasets_from_function(dataset_fn)
     iterator = iter(batches)
     step = make_train_step(strategy, net, loss_fn, psnr_fn, global_batch, xla)

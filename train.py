@@ -27,10 +27,11 @@ RESUME_KEYS = ("data", "val_data", "model", "scale", "widths", "init", "steps_pe
                "batch_size", "patch_size", "patches_per_image", "lr", "lr_schedule",
                "lr_floor", "loss", "seed", "val_patch_size", "val_crops", "init_from",
                "expand", "branches", "warmup_steps", "clip_norm", "blocks", "features",
-               "bfloat16")
+               "bfloat16", "chroma_weight")
 # What a run folder written before a setting existed used (so it still resumes).
 SETTING_DEFAULTS = {"expand": 0, "branches": [], "warmup_steps": 0, "clip_norm": 0.0,
-                    "blocks": 8, "features": 32, "bfloat16": False}
+                    "blocks": 8, "features": 32, "bfloat16": False,
+                    "chroma_weight": None}
 
 
 def parse_args(argv=None):
@@ -92,6 +93,10 @@ def parse_args(argv=None):
         help="clip each step's gradients to this global norm (0 = off); guards against "
              "the loss spikes of large learning rates")
     add("--loss", choices=("mse", "l1"), default="mse", help="pixel loss")
+    add("--chroma-weight", type=float, default=None, metavar="W",
+        help="take the loss in YCbCr (BT.601) with the Cb and Cr terms weighted by W "
+             "(e.g. 0.1): the shared features then serve luminance, which the benchmarks "
+             "score, as Y-only models do; default: the loss on RGB")
     add("--val-patch-size", type=int, default=128, help="HR side of the fixed validation crops")
     add("--val-crops", type=int, default=8, help="fixed validation crops per validation image")
     add("--cache", default="",
@@ -137,6 +142,8 @@ def parse_args(argv=None):
         parser.error("--warmup-steps and --clip-norm must be 0 (off) or positive")
     if args.warmup_steps and args.lr_schedule != "cosine":
         parser.error("--warmup-steps needs --lr-schedule cosine")
+    if args.chroma_weight is not None and not 0 <= args.chroma_weight <= 10:
+        parser.error("--chroma-weight must be between 0 and 10")
     for name in ("epochs", "steps_per_epoch", "batch_size", "patch_size", "val_crops", "scale"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -596,7 +603,7 @@ def train_in_folder(args, net, dataset_fn, val_ds, strategy, chief=True):
     finished = distribute.fit(
         strategy, net, dataset_fn, val_ds, epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch, initial_epoch=initial_epoch,
-        global_batch=args.batch_size, loss=args.loss,
+        global_batch=args.batch_size, loss=args.loss, chroma_weight=args.chroma_weight,
         psnr_fn=metrics.make_psnr_y_metric(args.scale), callbacks=callbacks, xla=args.xla,
         verbose=chief)
     if not chief:

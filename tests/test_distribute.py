@@ -163,3 +163,25 @@ def test_tensorboard_event_files_hold_scalars_and_images(tmp_path):
         history = list(csv.DictReader(f))
     last_val_psnr = float(tf.make_ndarray(events.Tensors("val_psnr")[-1].tensor_proto))
     assert abs(last_val_psnr - float(history[-1]["val_psnr"])) < 1e-3
+
+
+def test_per_patch_loss_in_ycbcr_weights_chroma():
+    import numpy as np
+
+    import distribute
+    from metrics import YCBCR_ROWS
+
+    rng = np.random.default_rng(0)
+    hr = rng.random((2, 5, 6, 3)).astype(np.float32)
+    sr = rng.random((2, 5, 6, 3)).astype(np.float32)
+    rgb = distribute.per_patch_loss("mse")(hr, sr).numpy()
+    np.testing.assert_allclose(rgb, ((sr - hr) ** 2).mean(axis=(1, 2, 3)), rtol=1e-5)
+    ycc = (sr - hr).astype(np.float64) @ YCBCR_ROWS.T
+    for name, power in (("mse", 2), ("l1", 1)):
+        expected = (np.abs(ycc) ** power * [1, 0.1, 0.1]).mean(axis=(1, 2, 3))
+        got = distribute.per_patch_loss(name, chroma_weight=0.1)(hr, sr).numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-5)
+    # An error of pure chroma (no luminance change) costs nothing at weight 0.
+    chroma_only = np.linalg.solve(YCBCR_ROWS, [0.0, 0.05, -0.03]).astype(np.float32)
+    zero = distribute.per_patch_loss("mse", chroma_weight=0.0)(hr, hr + chroma_only).numpy()
+    np.testing.assert_allclose(zero, 0, atol=1e-9)

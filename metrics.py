@@ -15,12 +15,12 @@ CONVENTION = ("PSNR/SSIM on Y (ITU-R BT.601, MATLAB rgb2ycbcr), {scale}-pixel bo
               "8-bit outputs; SSIM 11x11 Gaussian (sigma 1.5), K1=0.01, K2=0.03; "
               "bicubic = MATLAB imresize (antialiased Keys cubic, a=-0.5)")
 
-_Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0
 # MATLAB rgb2ycbcr's rows (Y, Cb, Cr) for RGB in [0, 1], without the offsets: what
 # an RGB difference is in YCbCr.
 YCBCR_ROWS = np.array([[65.481, 128.553, 24.966],
                        [-37.797, -74.203, 112.0],
                        [112.0, -93.786, -18.214]]) / 255.0
+_Y_WEIGHTS = YCBCR_ROWS[0]
 
 
 def rgb_to_y(image):

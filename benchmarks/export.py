@@ -4,7 +4,7 @@
 
 For every shipped model: TensorFlow float32 (the .h5 through inference.py) and
 its exports made by export.py (SavedModel, LiteRT float32 / float16 / int8,
-ONNX), each scored by evaluate.py's code on Set5 / Set14 / B100 (PSNR-Y, 4-px
+ONNX float32 / int8), each scored by evaluate.py's code on Set5 / Set14 / B100 (PSNR-Y, 4-px
 shave, 8-bit outputs) and timed on the 1000x750 LR input of
 benchmarks/inference.py (output megapixels per second, whole image, best of
 --repeats, 2 threads as this machine has), all in one run.
@@ -25,7 +25,8 @@ VARIANTS = [("SavedModel", "saved_model", "none", "_saved_model"),
             ("LiteRT float32", "tflite", "none", ".tflite"),
             ("LiteRT float16", "tflite", "float16", "_float16.tflite"),
             ("LiteRT int8", "tflite", "int8", "_int8.tflite"),
-            ("ONNX", "onnx", "none", ".onnx")]
+            ("ONNX", "onnx", "none", ".onnx"),
+            ("ONNX int8", "onnx", "int8", "_int8.onnx")]
 
 
 def size_mb(path):

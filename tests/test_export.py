@@ -43,18 +43,21 @@ def test_float_exports_match_keras_whole_and_tiled(small, fmt, quantize, toleran
     np.testing.assert_allclose(tiled, expected, atol=tolerance)
 
 
-def test_int8_tflite_is_close_to_keras_on_a_real_image(tmp_path):
+@pytest.mark.parametrize("fmt,suffix", [("tflite", ".tflite"), ("onnx", ".onnx")])
+def test_int8_is_close_to_keras_on_a_real_image(fmt, suffix, tmp_path):
     from PIL import Image
 
     lr_path = os.path.join(SHARED_DATA, "Set5", "LR_bicubic_X4", "baby.png")
     if not os.path.exists(lr_path):
         pytest.skip(f"{lr_path} not found (../shared/data is beside the project in CI)")
     net = inference.load_model(os.path.join(REPO, "weights", "three_conv_x4.h5"))
-    path = export.export_model(net, str(tmp_path / "int8.tflite"), "tflite", "int8",
+    path = export.export_model(net, str(tmp_path / f"int8{suffix}"), fmt, "int8",
                                data="demo", count=8)
     lr = np.asarray(Image.open(lr_path).convert("RGB"))
     expected = inference.super_resolve(net, lr)
-    quantized = inference.super_resolve(inference.load_model(path), lr, tile=64)
+    exported = inference.load_model(path)
+    assert exported.radius == models.receptive_radius(net)    # read through the QDQ nodes
+    quantized = inference.super_resolve(exported, lr, tile=64)
     assert metrics.psnr(expected, quantized) > 35
     assert os.path.getsize(path) < os.path.getsize(
         os.path.join(REPO, "weights", "three_conv_x4.h5")) / 3
@@ -96,8 +99,11 @@ def test_export_cli_refuses_overwrite_and_bad_flags(tmp_path, capsys):
                         str(tmp_path / "m.onnx")]) == 2
     assert "a tflite export is a .tflite file" in one_line_error(capsys.readouterr().err)
     with pytest.raises(SystemExit):
-        export.parse_args(["--format", "onnx", "--quantize", "int8"])
-    assert "--quantize applies to --format tflite only" in capsys.readouterr().err
+        export.parse_args(["--format", "onnx", "--quantize", "float16"])
+    assert "--quantize float16 applies to --format tflite only" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        export.parse_args(["--quantize", "int8"])           # the default format: SavedModel
+    assert "--quantize int8 applies to --format tflite or onnx" in capsys.readouterr().err
     assert export.main(["three_conv_64x32", "--format", "onnx", "-o", str(target),
                         "--overwrite"]) == 0
     assert inference.load_model(str(target)).scale == 4

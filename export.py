@@ -123,6 +123,13 @@ def quantize_onnx(float_path, path, crops):
     from onnxruntime import InferenceSession
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quant_pre_process, quantize_static)
+    from onnxruntime.quantization.operators.direct_q8 import QDQDirect8BitOp
+    from onnxruntime.quantization.registry import QDQRegistry
+
+    # DepthToSpace only moves bytes, like the Transpose after it: quantized, both run on
+    # uint8 before the last dequantization (bit-identical output; the 64/32 model's
+    # 4000x3000 output took 0.49 s instead of 0.70 s).
+    QDQRegistry.setdefault("DepthToSpace", QDQDirect8BitOp)
 
     name = InferenceSession(float_path, providers=["CPUExecutionProvider"]).get_inputs()[0].name
 

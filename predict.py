@@ -176,7 +176,7 @@ class ComparisonFigure:
         self.lr8, self.scale = images.to_uint8(lr_rgb), scale
         crop = crop or max(8, min(48, min(self.lr8.shape[:2]) // 3))
         self.crop = min(crop, *self.lr8.shape[:2])
-        self.top, self.left = _busiest_window(self.lr8, self.crop)
+        self.top, self.left = busiest_window(self.lr8, self.crop)
         self.step = max(1, max(out_shape[:2]) // 1200)   # a large output is shown subsampled
         self.out_shape = out_shape
         self.overview, self.zoom = [], []
@@ -254,7 +254,7 @@ def _display_rgb(array):
     return array[..., :3]
 
 
-def _busiest_window(image, size):
+def busiest_window(image, size):
     """Top-left of the size x size window with the most detail (gradient energy)."""
     gray = image.astype(np.float32).mean(axis=-1)
     energy = np.abs(np.diff(gray, axis=0))[:, :-1] + np.abs(np.diff(gray, axis=1))[:-1, :]

@@ -42,12 +42,12 @@ def panels(folder, name, models, crop=None, scale=4):
     import bicubic
     import images
     import inference
-    from predict import _busiest_window
+    from predict import busiest_window
 
     hr = images.to_uint8(images.read_image(os.path.join(folder, "HR", f"{name}.png")).rgb)
     lr = images.to_uint8(images.read_image(
         os.path.join(folder, f"LR_bicubic_X{scale}", f"{name}.png")).rgb)
-    top, left, size = crop or (*_busiest_window(lr, 48), 48)
+    top, left, size = crop or (*busiest_window(lr, 48), 48)
     window = np.s_[top * scale:(top + size) * scale, left * scale:(left + size) * scale]
     outputs = [("bicubic", bicubic.upscale(lr, scale))]
     for model in models:

@@ -17,6 +17,7 @@ import sys
 import numpy as np
 
 from fileio import can_write_in
+from inference import RUNTIME_HELP, RUNTIMES
 
 CSV_FIELDS = ("set", "name", "bicubic_psnr", "bicubic_ssim", "model_psnr", "model_ssim",
               "bicubic_psnr_rgb", "model_psnr_rgb")
@@ -43,6 +44,7 @@ def parse_args(argv=None):
         help="write each SR output as DIR/<set>/<name>.png")
     add("--overwrite", action="store_true", help="replace existing output files")
     add("--bfloat16", action="store_true", help="run the model in bfloat16 (see predict.py)")
+    add("--runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
     add("--tfds-dir", default=None, help="tensorflow-datasets data_dir for --data div2k")
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
@@ -166,8 +168,8 @@ def evaluate(args):
 
     check_outputs_free(args)
     model_path = inference.resolve_model_path(args.model)
-    net = inference.load_model(model_path, bfloat16=args.bfloat16)
-    print(f"model: {inference.describe(model_path)}")
+    net = inference.load_model(model_path, bfloat16=args.bfloat16, runtime=args.runtime)
+    print(f"model: {inference.describe(model_path, net)}")
     scale = inference.model_scale(net)
     results = {}
     for source in args.data:

@@ -149,9 +149,25 @@ def quantize_onnx(float_path, path, crops):
                     weight_type=QuantType.QInt8)
 
 
-def export_model(net, path, fmt, quantize="none", data="demo", count=64):
+def stamp_onnx(path, source, quantize):
+    """Record in an ONNX file which .h5 it was exported from (its SHA-256) and how it
+    was quantized: inference.py runs a .h5 by its float ONNX export only while the
+    two still match."""
+    import onnx
+
+    import runtimes
+
+    proto = onnx.load(path)
+    for key, value in (("source_sha256", runtimes.sha256(source)), ("quantize", quantize)):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, path)
+
+
+def export_model(net, path, fmt, quantize="none", data="demo", count=64, source=None):
     """Write ``net`` to ``path`` in ``fmt``: built beside the target under a
-    temporary name, then renamed, so a kill leaves no half-written export."""
+    temporary name, then renamed, so a kill leaves no half-written export.
+    ``source``: the .h5 file ``net`` was loaded from, recorded in ONNX exports."""
     import warnings
 
     import keras
@@ -171,6 +187,8 @@ def export_model(net, path, fmt, quantize="none", data="demo", count=64):
         net.export(exported, format=keras_format, verbose=False, input_signature=spec, **options)
         if crops is not None:
             quantize_onnx(exported, built, crops)
+        if fmt == "onnx" and source:
+            stamp_onnx(built, source, quantize)
         if os.path.isdir(path):
             shutil.rmtree(path)     # --overwrite of a SavedModel folder
         os.replace(built, path)
@@ -195,7 +213,8 @@ def main(argv=None):
         check_output(output, args.format, args.overwrite)
         net = inference.load_model(model_path)
         print(f"model: {inference.describe(model_path)}")
-        export_model(net, output, args.format, args.quantize, args.data, args.calibration_images)
+        export_model(net, output, args.format, args.quantize, args.data, args.calibration_images,
+                     source=model_path)
     except (ExportError, inference.ModelError, data.DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

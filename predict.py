@@ -16,6 +16,8 @@ import sys
 
 import numpy as np
 
+from inference import RUNTIME_HELP, RUNTIMES
+
 # LR tile side: working memory scales with tile^2 (about 0.6 GB for a 128-wide
 # model at 512), not with the image; overlap costs (1 + 8/tile)^2 of the work.
 DEFAULT_TILE = 512
@@ -42,6 +44,7 @@ def parse_args(argv=None):
     add("--bfloat16", action="store_true",
         help="compute in bfloat16: about 2x faster on CPUs with AVX512_BF16/AMX, "
              "Set5 PSNR within 0.01 dB (docs/performance.md)")
+    add("--runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
     add("--compare", action="store_true",
         help="also write NAME_x4_compare.png: nearest, bicubic and model side by side, "
              "with the same zoomed crop")
@@ -371,8 +374,8 @@ def predict(args):
 
     files = expand_inputs(args.inputs)
     model_path = inference.resolve_model_path(args.model)
-    net = inference.load_model(model_path, bfloat16=args.bfloat16)
-    print(f"model: {inference.describe(model_path)}")
+    net = inference.load_model(model_path, bfloat16=args.bfloat16, runtime=args.runtime)
+    print(f"model: {inference.describe(model_path, net)}")
     scale = inference.model_scale(net)
     targets = output_paths(files, args.inputs, args.output, scale)
     check_targets(files, targets)

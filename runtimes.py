@@ -7,6 +7,7 @@ predict.py and evaluate.py run every format through the same tiling code.
 """
 
 import dataclasses
+import hashlib
 import os
 from typing import Callable
 
@@ -47,6 +48,37 @@ def load(path):
     if path.endswith(".tflite"):
         return load_tflite(path)
     return load_onnx(path)
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def onnx_export_of(h5_path):
+    """``(path, problem)``: the float ONNX export beside ``h5_path`` (same name, .onnx)
+    when export.py wrote it from this very file and ONNX Runtime is installed, else
+    ``(None, why not)``; ``why not`` is None when there is simply no such file."""
+    candidate = os.path.splitext(h5_path)[0] + ".onnx"
+    if not os.path.isfile(candidate):
+        return None, None
+    try:
+        import onnx
+        import onnxruntime  # noqa: F401
+
+        meta = {p.key: p.value for p in onnx.load(candidate).metadata_props}
+    except ImportError:
+        return None, None     # onnxruntime is optional: TensorFlow runs the .h5 as ever
+    except Exception as error:  # onnx raises its own kinds for a damaged file
+        return None, f"{candidate} is not a readable ONNX model ({first_line(error)})"
+    if meta.get("source_sha256") != sha256(h5_path):
+        return None, f"{candidate} was not exported from this {os.path.basename(h5_path)}"
+    if meta.get("quantize") != "none":
+        return None, f"{candidate} is quantized ({meta.get('quantize')}), not a float export"
+    return candidate, None
 
 
 def first_line(error):

@@ -1,5 +1,7 @@
 """Inference throughput near the CPU's limit?  Output megapixels per second of
-three_conv on a large input, whole-image and tiled, beside bicubic upscaling by
+every shipped model (and an 8x32 EDSR) on a large input, whole-image and tiled,
+in TensorFlow and in ONNX Runtime (what predict.py runs when the .h5 ships its
+ONNX export), beside bicubic upscaling by
 tf.image.resize, and the achieved GFLOP/s as a fraction of this machine's
 measured fp32 matmul GFLOP/s (a large tf.matmul, timed in the same run).
 
@@ -12,7 +14,9 @@ Set5 PSNR change when ../shared/data is present).
 
 import argparse
 import os
+import shutil
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -88,6 +92,22 @@ def layout_times(widths, lr, repeats):
     return times
 
 
+def onnx_twin(net, h5_path, folder):
+    """What predict.py runs by default: the .h5's own ONNX export if it ships one,
+    else a fresh float ONNX export in ``folder``; None without ONNX Runtime."""
+    import export
+    import runtimes
+
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return None
+    twin, _ = runtimes.onnx_export_of(h5_path) if h5_path else (None, None)
+    if twin is None:
+        twin = export.export_model(net, os.path.join(folder, "model.onnx"), "onnx")
+    return runtimes.load(twin)
+
+
 def make_runner(net, mode):
     import tensorflow as tf
 
@@ -110,7 +130,9 @@ def main(argv=None):
 
     import inference
     import model as models
+    from predict import DEFAULT_TILE
 
+    workdir = tempfile.mkdtemp(prefix="sr_bench_")
     width, height = (int(v) for v in args.lr_size.split("x"))
     out_mp = width * height * 16 / 1e6
     rng = np.random.default_rng(0)
@@ -121,7 +143,7 @@ def main(argv=None):
 
     resize = tf.function(lambda x: tf.image.resize(x, (4 * height, 4 * width), "bicubic"))
     t_bicubic = best_time(lambda: resize(lr[None]).numpy(), args.repeats)
-    print(f"{'bicubic tf.image.resize':<44}{out_mp / t_bicubic:>8.1f} MP/s")
+    print(f"{'bicubic tf.image.resize':<56}{out_mp / t_bicubic:>8.1f} MP/s")
 
     bf16_flags = {"avx512_bf16", "amx_bf16"} & cpu_flags()
     paths = {args.model: args.model} if args.model else {
@@ -130,7 +152,7 @@ def main(argv=None):
     keras.utils.set_random_seed(0)
     if "edsr" not in nets:   # speed does not depend on the weights
         nets["edsr 8x32 (untrained)"] = models.edsr(4, blocks=8, width=32)
-    print(f"\n{'model / variant':<44}{'MP/s':>8}{'GFLOP/s':>9}{'% peak':>8}")
+    print(f"\n{'model / variant':<56}{'MP/s':>8}{'GFLOP/s':>9}{'% peak':>8}")
     for name, net in nets.items():
         flops = conv_flops_per_lr_pixel(net) * width * height
         print(f"{name}: {models.multiply_adds_per_output_pixel(net):.0f} multiply-adds per "
@@ -144,9 +166,16 @@ def main(argv=None):
             rows.append((f"tiled {tile} (predict.py path)", best_time(
                 lambda: inference.super_resolve(net, lr, tile=tile, convert=lambda p: p),
                 args.repeats)))
+        exported = onnx_twin(net, paths.get(name), workdir)
+        if exported:
+            rows.append(("ONNX Runtime, whole image", best_time(
+                lambda: inference.super_resolve(exported, lr, convert=lambda p: p), args.repeats)))
+            rows.append((f"ONNX Runtime, tiled {DEFAULT_TILE} (predict.py)", best_time(
+                lambda: inference.super_resolve(exported, lr, tile=DEFAULT_TILE,
+                                                convert=lambda p: p), args.repeats)))
         for label, seconds in rows:
             gflops = flops / seconds / 1e9
-            print(f"{name + ': ' + label:<44}{out_mp / seconds:>8.2f}{gflops:>9.1f}"
+            print(f"{name + ': ' + label:<56}{out_mp / seconds:>8.2f}{gflops:>9.1f}"
                   f"{100 * gflops / peak:>7.0f}%")
         if bf16_flags:
             half = inference.to_bfloat16(net)
@@ -159,7 +188,7 @@ def main(argv=None):
                     args.repeats))]
             for label, seconds in rows_bf16:
                 gflops = flops / seconds / 1e9
-                print(f"{name + ': ' + label:<44}{out_mp / seconds:>8.2f}{gflops:>9.1f}"
+                print(f"{name + ': ' + label:<56}{out_mp / seconds:>8.2f}{gflops:>9.1f}"
                       f"{100 * gflops / peak:>7.0f}% (of the fp32 peak)")
     print("\nlayout (convolutions only, graph mode, whole image):")
     for widths in ((128, 64), (64, 32)):
@@ -182,6 +211,7 @@ def main(argv=None):
                 _, rows = evaluate.evaluate_source(net, os.path.join(SHARED_DATA, "Set5"), 4)
                 print(f"{name}, Set5 PSNR-Y in {label}: "
                       f"{np.mean([r['model_psnr'] for r in rows]):.3f} dB")
+    shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

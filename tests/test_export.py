@@ -111,3 +111,54 @@ def test_export_cli_refuses_overwrite_and_bad_flags(tmp_path, capsys):
                         "--overwrite"]) == 0
     assert inference.load_model(str(target)).scale == 4
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]   # no temporary left
+
+
+def test_a_h5_runs_by_its_own_onnx_export_beside_it(tmp_path, capsys):
+    import keras
+    import onnx
+
+    import predict
+    import runtimes
+    from conftest import save_small_model
+
+    h5 = save_small_model(tmp_path)
+    twin = str(tmp_path / "net.onnx")
+    assert export.main([h5, "--format", "onnx", "-o", twin]) == 0
+    source = str(tmp_path / "x.png")
+    from PIL import Image
+    Image.fromarray(smooth_image(8, 8)).save(source)
+    capsys.readouterr()
+    assert predict.main([source, "--model", h5]) == 0
+    assert f"run by ONNX Runtime from {os.path.relpath(twin)}" in capsys.readouterr().out
+    assert isinstance(inference.load_model(h5, runtime="auto"), runtimes.Exported)
+    assert isinstance(inference.load_model(h5, runtime="tensorflow"), keras.Model)
+    assert isinstance(inference.load_model(h5, bfloat16=True, runtime="auto"), keras.Model)
+
+    proto = onnx.load(twin)                   # a quantized file under the twin's name
+    next(p for p in proto.metadata_props if p.key == "quantize").value = "int8"
+    onnx.save(proto, twin)
+    assert isinstance(inference.load_model(h5, runtime="auto"), keras.Model)
+    assert "is quantized (int8), not a float export" in capsys.readouterr().err
+
+    keras.utils.set_random_seed(1)            # the .h5 retrained after its export
+    models.three_conv(scale=4, widths=(16, 8)).save(h5)
+    assert isinstance(inference.load_model(h5, runtime="auto"), keras.Model)
+    note = capsys.readouterr().err.strip()
+    assert "\n" not in note and "was not exported from this net.h5" in note
+    assert "--overwrite" in note and "TensorFlow" in note
+
+
+@pytest.mark.parametrize("name", inference.SHIPPED)
+def test_shipped_onnx_exports_are_of_the_shipped_h5(name):
+    import runtimes
+
+    h5 = inference.shipped_path(name)
+    twin = os.path.splitext(h5)[0] + ".onnx"
+    if not os.path.exists(twin):
+        pytest.skip(f"{name} ships no ONNX export")
+    found, problem = runtimes.onnx_export_of(h5)
+    assert found == twin, f"{problem}: python export.py {name} --format onnx -o {twin} --overwrite"
+    image = smooth_image(37, 53)
+    expected = inference.super_resolve(inference.load_model(h5), image, convert=None)
+    np.testing.assert_allclose(inference.super_resolve(runtimes.load(twin), image, convert=None),
+                               expected, atol=1e-5)

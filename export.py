@@ -120,18 +120,13 @@ def quantize_onnx(float_path, path, crops):
     with VPMADDUBSW, whose int16 sums saturate; with 8-bit weights the shipped model's
     output fell to 26 dB PSNR against Keras on such a CPU, 36.7 dB with 7 (ONNX Runtime's
     quantize_static docstring gives the same advice)."""
-    from onnxruntime import InferenceSession
+    import onnx
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quant_pre_process, quantize_static)
     from onnxruntime.quantization.operators.direct_q8 import QDQDirect8BitOp
     from onnxruntime.quantization.registry import QDQRegistry
 
-    # DepthToSpace only moves bytes, like the Transpose after it: quantized, both run on
-    # uint8 before the last dequantization (bit-identical output; the 64/32 model's
-    # 4000x3000 output took 0.49 s instead of 0.70 s).
-    QDQRegistry.setdefault("DepthToSpace", QDQDirect8BitOp)
-
-    name = InferenceSession(float_path, providers=["CPUExecutionProvider"]).get_inputs()[0].name
+    name = onnx.load(float_path).graph.input[0].name
 
     class Crops(CalibrationDataReader):
         def __init__(self):
@@ -144,9 +139,18 @@ def quantize_onnx(float_path, path, crops):
     # ONNX shape inference and graph folding first (the symbolic pass needs sympy and
     # adds nothing to a convolutional graph).
     quant_pre_process(float_path, prepared, skip_symbolic_shape=True)
-    quantize_static(prepared, path, Crops(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    reduce_range=True, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8)
+    # DepthToSpace only moves bytes, like the Transpose after it: quantized, both run on
+    # uint8 before the last dequantization (bit-identical output; the 64/32 model's
+    # 4000x3000 output took 0.49 s instead of 0.70 s).
+    registered = "DepthToSpace" in QDQRegistry
+    QDQRegistry.setdefault("DepthToSpace", QDQDirect8BitOp)
+    try:
+        quantize_static(prepared, path, Crops(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        reduce_range=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8)
+    finally:
+        if not registered:   # ONNX Runtime's registry is process-wide: leave it as found
+            del QDQRegistry["DepthToSpace"]
 
 
 def stamp_onnx(path, source, quantize):

@@ -358,6 +358,30 @@ def pair_dataset(data, split="train", scale=4, holdout=True, tfds_data_dir=None,
     return _file_pairs_dataset(pairs, scale)
 
 
+def rescaled_pairs(pairs, factors, scale=4):
+    """Each pair once per factor: HR downscaled by the factor (MATLAB-style bicubic,
+    antialiased), modcropped, with its LR made from it as for any HR image; factor 1
+    keeps the pair as it is.  FSRCNN's augmentation of the 91 images (0.9 ... 0.6):
+    more scales of the same textures from a small training set."""
+    def rescale(hr, lr, factor):
+        if factor == 1.0:
+            return hr, lr
+        smaller = bicubic.modcrop(bicubic.imresize(hr, scale=float(factor)), scale)
+        return smaller, bicubic.downscale(smaller, scale)
+
+    def versions(item):
+        def one(factor):
+            hr, lr = tf.numpy_function(rescale, [item["hr"], item["lr"], factor],
+                                       (tf.uint8, tf.uint8), stateful=False)
+            hr.set_shape([None, None, 3])
+            lr.set_shape([None, None, 3])
+            return {"hr": hr, "lr": lr}
+
+        return tf.data.Dataset.from_tensor_slices(tf.constant(factors, tf.float64)).map(one)
+
+    return pairs.flat_map(versions)
+
+
 # --------------------------------------------------------------------------- patches
 
 def _to_float(image):

@@ -27,11 +27,11 @@ RESUME_KEYS = ("data", "val_data", "model", "scale", "widths", "init", "steps_pe
                "batch_size", "patch_size", "patches_per_image", "lr", "lr_schedule",
                "lr_floor", "loss", "seed", "val_patch_size", "val_crops", "init_from",
                "expand", "branches", "warmup_steps", "clip_norm", "blocks", "features",
-               "bfloat16", "chroma_weight")
+               "bfloat16", "chroma_weight", "rescale")
 # What a run folder written before a setting existed used (so it still resumes).
 SETTING_DEFAULTS = {"expand": 0, "branches": [], "warmup_steps": 0, "clip_norm": 0.0,
                     "blocks": 8, "features": 32, "bfloat16": False,
-                    "chroma_weight": None}
+                    "chroma_weight": None, "rescale": [1.0]}
 
 
 def parse_args(argv=None):
@@ -82,6 +82,10 @@ def parse_args(argv=None):
     add("--patches-per-image", type=int, default=0,
         help="random crops cut from a cached image per visit; 0 = in proportion to its area "
              "(one per 2 patch areas), which keeps PNG decoding far ahead of training")
+    add("--rescale", default="1", metavar="FACTORS",
+        help="also train on every training image downscaled by these factors, e.g. "
+             "1,0.9,0.8,0.7,0.6 (FSRCNN's augmentation of small training sets; MATLAB-style "
+             "bicubic, LR made from each smaller HR); 1 = the images as they are")
     add("--lr", type=float, default=1e-3, help="Adam learning rate (peak, with a schedule)")
     add("--lr-schedule", choices=("constant", "cosine"), default="constant",
         help="learning-rate schedule over all epochs x steps")
@@ -119,6 +123,12 @@ def parse_args(argv=None):
     tfquiet.import_tensorflow(start_devices=args.distribute != "multiworker")
     import model as models
 
+    try:
+        args.rescale = [float(f) for f in args.rescale.split(",")]
+    except ValueError:
+        parser.error(f"--rescale must be comma-separated numbers, got {args.rescale!r}")
+    if not all(0 < f <= 1 for f in args.rescale) or len(set(args.rescale)) < len(args.rescale):
+        parser.error("--rescale factors must be distinct, above 0 and at most 1")
     args.branches = [b for b in args.branches.split(",") if b]
     unknown = sorted(set(args.branches) - set(models.BRANCHES))
     if unknown:
@@ -496,6 +506,8 @@ def build_datasets(args):
         count, index = context.num_input_pipelines, context.input_pipeline_id
         pairs = train_pairs if count == 1 else data.pair_dataset(
             args.data, "train", args.scale, tfds_data_dir=args.tfds_dir, shard=(count, index))
+        if args.rescale != [1.0]:
+            pairs = data.rescaled_pairs(pairs, args.rescale, args.scale)
         # A resumed run draws new patches rather than replaying those of epoch 1.
         seed = args.seed + 1000 * completed_epochs(args) + 7919 * index
         cache = f"{args.cache}.{index}" if args.cache and count > 1 else args.cache

@@ -63,6 +63,21 @@ def test_hr_folder_makes_matlab_lr_and_modcrops(tmp_path):
     np.testing.assert_array_equal(pair["lr"], bicubic.downscale(hr))
 
 
+def test_rescaled_pairs_add_smaller_matlab_versions_of_each_image(tmp_path):
+    hr = smooth_image(101, 90, seed=3)
+    write_png(str(tmp_path / "hr" / "a.png"), hr)
+    pairs = data.pair_dataset(str(tmp_path / "hr"), "train", holdout=False)
+    items = list(data.rescaled_pairs(pairs, [1.0, 0.7], 4).as_numpy_iterator())
+    assert len(items) == 2
+    original = next(pairs.as_numpy_iterator())
+    np.testing.assert_array_equal(items[0]["hr"], original["hr"])
+    np.testing.assert_array_equal(items[0]["lr"], original["lr"])
+    smaller = bicubic.imresize(hr, scale=0.7)              # 71 x 63, then modcrop to 68 x 60
+    assert items[1]["hr"].shape == (68, 60, 3)
+    np.testing.assert_array_equal(items[1]["hr"], bicubic.modcrop(smaller, 4))
+    np.testing.assert_array_equal(items[1]["lr"], bicubic.downscale(items[1]["hr"]))
+
+
 def test_gray_files_are_flagged(tmp_path):
     write_png(str(tmp_path / "g" / "gray.png"), smooth_image(32, 32)[..., 0])
     (pair,) = _materialize(data.pair_dataset(str(tmp_path / "g"), "validation", holdout=False))

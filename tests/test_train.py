@@ -186,8 +186,10 @@ def test_collapsible_training_saves_plain_models(demo_run, tmp_path):
     (["--expand", "-1"], "--expand must be"),
     (["--warmup-steps", "10"], "--warmup-steps needs --lr-schedule cosine"),
     (["--clip-norm", "-1"], "--clip-norm must be"),
+    (["--rescale", "1,0.8,x"], "--rescale must be comma-separated numbers"),
+    (["--rescale", "1,1.5"], "--rescale factors must be distinct, above 0 and at most 1"),
 ])
-def test_bad_collapsible_flags_are_one_line(flags, message, tmp_path, capsys):
+def test_bad_training_flags_are_one_line(flags, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.parse_args(["--out", str(tmp_path / "run")] + flags)
     assert exit_info.value.code == 2

@@ -63,16 +63,23 @@ def per_patch_loss(name, chroma_weight=None):
     return loss
 
 
-def make_train_step(strategy, net, loss_fn, psnr_fn, global_batch, xla=False):
+def make_train_step(strategy, net, loss_fn, psnr_fn, global_batch, xla=False, teacher=None,
+                    teacher_weight=0.0):
     """One distributed step: each replica's share of the global batch, gradients
     summed across replicas by the Keras optimizer.  Returns the global mean loss
-    and mean PSNR of the batch."""
+    and mean PSNR of the batch.  With a ``teacher`` model the loss is
+    ``(1 - teacher_weight) * loss(HR) + teacher_weight * loss(teacher's output)``
+    (distillation); PSNR is always against HR."""
     import tensorflow as tf
 
     def gradients(lr, hr):
+        soft = None if teacher is None else tf.cast(teacher(lr, training=False), tf.float32)
         with tf.GradientTape() as tape:
             sr = net(lr, training=True)
             per_patch = loss_fn(hr, sr)
+            if soft is not None:
+                per_patch = ((1.0 - teacher_weight) * per_patch
+                             + teacher_weight * loss_fn(soft, sr))
             loss = tf.nn.compute_average_loss(per_patch, global_batch_size=global_batch)
         return tape.gradient(loss, net.trainable_variables), loss, tf.reduce_sum(psnr_fn(hr, sr))
 
@@ -111,7 +118,8 @@ def evaluate(net, val_ds, loss_fn, psnr_fn):
 
 
 def fit(strategy, net, dataset_fn, val_ds, *, epochs, steps_per_epoch, initial_epoch,
-        global_batch, loss, psnr_fn, callbacks, xla=False, verbose=True, chroma_weight=None):
+        global_batch, loss, psnr_fn, callbacks, xla=False, verbose=True, chroma_weight=None,
+        teacher=None, teacher_weight=0.0):
     """Train ``net`` (built under ``strategy.scope()``) from ``initial_epoch`` to
     ``epochs``.  ``dataset_fn(input_context)`` gives one input pipeline's batches
     of per-replica size.  Returns False if a NaN or infinite loss stopped it."""
@@ -120,7 +128,8 @@ def fit(strategy, net, dataset_fn, val_ds, *, epochs, steps_per_epoch, initial_e
     loss_fn = per_patch_loss(loss, chroma_weight)
     batches = strategy.distribute_datasets_from_function(dataset_fn)
     iterator = iter(batches)
-    step = make_train_step(strategy, net, loss_fn, psnr_fn, global_batch, xla)
+    step = make_train_step(strategy, net, loss_fn, psnr_fn, global_batch, xla, teacher,
+                           teacher_weight)
     for callback in callbacks:
         callback.set_model(net)
         callback.on_train_begin()

@@ -27,11 +27,12 @@ RESUME_KEYS = ("data", "val_data", "model", "scale", "widths", "init", "steps_pe
                "batch_size", "patch_size", "patches_per_image", "lr", "lr_schedule",
                "lr_floor", "loss", "seed", "val_patch_size", "val_crops", "init_from",
                "expand", "branches", "warmup_steps", "clip_norm", "blocks", "features",
-               "bfloat16", "chroma_weight", "rescale")
+               "bfloat16", "chroma_weight", "rescale", "teacher", "teacher_weight")
 # What a run folder written before a setting existed used (so it still resumes).
 SETTING_DEFAULTS = {"expand": 0, "branches": [], "warmup_steps": 0, "clip_norm": 0.0,
                     "blocks": 8, "features": 32, "bfloat16": False,
-                    "chroma_weight": None, "rescale": [1.0]}
+                    "chroma_weight": None, "rescale": [1.0], "teacher": None,
+                    "teacher_weight": 0.5}
 
 
 def parse_args(argv=None):
@@ -110,6 +111,12 @@ def parse_args(argv=None):
         help="continue the run in --out from its last completed epoch (starts fresh if none)")
     add("--init-from", default=None, metavar="MODEL_H5",
         help="start from this trained model's weights (fine-tuning; same architecture)")
+    add("--teacher", default=None, metavar="MODEL",
+        help="distillation: a trained model (.h5 or a shipped model's name, e.g. edsr) whose "
+             "outputs the model also learns to match")
+    add("--teacher-weight", type=float, default=0.5, metavar="W",
+        help="with --teacher: the loss is (1 - W) x loss to HR + W x loss to the teacher's "
+             "output")
     add("--seed", type=int, default=0, help="random seed (weights and patch sampling)")
     add("--tfds-dir", default=None, help="tensorflow-datasets data_dir for --data div2k")
     args = parser.parse_args(argv)
@@ -152,6 +159,8 @@ def parse_args(argv=None):
         parser.error("--warmup-steps and --clip-norm must be 0 (off) or positive")
     if args.warmup_steps and args.lr_schedule != "cosine":
         parser.error("--warmup-steps needs --lr-schedule cosine")
+    if not 0 < args.teacher_weight <= 1:
+        parser.error("--teacher-weight must be above 0 and at most 1")
     if args.chroma_weight is not None and not 0 <= args.chroma_weight <= 10:
         parser.error("--chroma-weight must be between 0 and 10")
     for name in ("epochs", "steps_per_epoch", "batch_size", "patch_size", "val_crops", "scale"):
@@ -564,10 +573,12 @@ def train(args):
     with strategy.scope():
         net = compile_model(args)
         net.optimizer.build(net.trainable_variables)
+        teacher = load_teacher(args) if args.teacher else None
     if args.init_from:
         start_from(net, args.init_from)
     if not chief:   # a cluster's other workers read the run folder, never write it
-        return train_in_folder(args, net, dataset_fn, val_ds, strategy, chief=False)
+        return train_in_folder(args, net, dataset_fn, val_ds, strategy, chief=False,
+                               teacher=teacher)
     from fileio import FolderLocked, lock_folder
 
     if os.path.exists(args.out) and not os.path.isdir(args.out):
@@ -582,12 +593,12 @@ def train(args):
         raise UsageError(f"--out {args.out}: cannot create the run folder "
                          f"({error.strerror})") from None
     try:
-        return train_in_folder(args, net, dataset_fn, val_ds, strategy)
+        return train_in_folder(args, net, dataset_fn, val_ds, strategy, teacher=teacher)
     finally:
         os.close(lock)
 
 
-def train_in_folder(args, net, dataset_fn, val_ds, strategy, chief=True):
+def train_in_folder(args, net, dataset_fn, val_ds, strategy, chief=True, teacher=None):
     """The part of train() that runs with the run folder locked (by the chief)."""
     import distribute
     import metrics
@@ -617,7 +628,7 @@ def train_in_folder(args, net, dataset_fn, val_ds, strategy, chief=True):
         steps_per_epoch=args.steps_per_epoch, initial_epoch=initial_epoch,
         global_batch=args.batch_size, loss=args.loss, chroma_weight=args.chroma_weight,
         psnr_fn=metrics.make_psnr_y_metric(args.scale), callbacks=callbacks, xla=args.xla,
-        verbose=chief)
+        verbose=chief, teacher=teacher, teacher_weight=args.teacher_weight)
     if not chief:
         return history
     if finished and history and history[-1]["epoch"] == args.epochs:
@@ -627,6 +638,18 @@ def train_in_folder(args, net, dataset_fn, val_ds, strategy, chief=True):
     else:
         raise UsageError("training stopped early (NaN loss?); see history.csv")
     return history
+
+
+def load_teacher(args):
+    """The --teacher model, frozen; a UsageError unless it upscales by --scale."""
+    import inference
+
+    teacher = inference.load_model(args.teacher)
+    if inference.model_scale(teacher) != args.scale:
+        raise UsageError(f"--teacher {args.teacher} upscales x{inference.model_scale(teacher)}, "
+                         f"not x{args.scale}")
+    teacher.trainable = False
+    return teacher
 
 
 def start_from(net, path):

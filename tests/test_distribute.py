@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 
+import pytest
 from conftest import REPO, run_python
 
 DEMO = ["--data", "demo", "--batch-size", "4", "--val-crops", "2", "--patches-per-image", "2",
@@ -185,3 +186,31 @@ def test_per_patch_loss_in_ycbcr_weights_chroma():
     chroma_only = np.linalg.solve(YCBCR_ROWS, [0.0, 0.05, -0.03]).astype(np.float32)
     zero = distribute.per_patch_loss("mse", chroma_weight=0.0)(hr, hr + chroma_only).numpy()
     np.testing.assert_allclose(zero, 0, atol=1e-9)
+
+
+def test_distillation_loss_mixes_hr_and_teacher_targets():
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import distribute
+    import metrics
+    import model as models
+
+    keras.utils.set_random_seed(0)
+    student = models.three_conv(4, widths=(8, 8))
+    teacher = models.three_conv(4, widths=(8, 4))
+    student.compile(optimizer=keras.optimizers.Adam(1e-3))
+    rng = np.random.default_rng(0)
+    lr = rng.uniform(size=(4, 8, 8, 3)).astype(np.float32)
+    hr = rng.uniform(size=(4, 32, 32, 3)).astype(np.float32)
+    loss_fn = distribute.per_patch_loss("l1")
+    sr = student(lr)
+    expected = float(tf.reduce_mean(0.3 * loss_fn(hr, sr) + 0.7 * loss_fn(teacher(lr), sr)))
+    hr_psnr = float(tf.reduce_mean(metrics.make_psnr_y_metric(4)(hr, sr)))
+    step = distribute.make_train_step(tf.distribute.get_strategy(), student, loss_fn,
+                                      metrics.make_psnr_y_metric(4), 4, teacher=teacher,
+                                      teacher_weight=0.7)
+    loss, psnr = step(iter(tf.data.Dataset.from_tensors((lr, hr)).repeat()))
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    assert float(psnr) == pytest.approx(hr_psnr, rel=1e-5)      # PSNR stays against HR

@@ -133,6 +133,23 @@ def test_sigkill_during_second_epoch_then_resume(tmp_path, form):
         assert _layer_classes(os.path.join(out, "model.h5")) == PLAIN_LAYERS
 
 
+def test_a_model_taught_only_by_itself_does_not_move(demo_run, tmp_path):
+    """Distillation from its own starting point at --teacher-weight 1: zero loss and
+    zero gradients, so the trained model is the teacher, weight for weight."""
+    import keras
+
+    source = os.path.join(demo_run, "model.h5")
+    out = str(tmp_path / "self_taught")
+    assert train.main(DEMO_ARGS + ["--epochs", "1", "--init-from", source, "--teacher", source,
+                                   "--teacher-weight", "1", "--out", out]) == 0
+    with open(os.path.join(out, "config.json")) as f:
+        settings = json.load(f)["settings"]
+    assert settings["teacher"] == source and settings["teacher_weight"] == 1.0
+    trained = keras.models.load_model(os.path.join(out, "last.h5")).get_weights()
+    for got, expected in zip(trained, keras.models.load_model(source).get_weights()):
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_init_from_a_trained_model(demo_run, tmp_path, capsys):
     out = str(tmp_path / "finetune")
     source = os.path.join(demo_run, "model.h5")
@@ -188,6 +205,7 @@ def test_collapsible_training_saves_plain_models(demo_run, tmp_path):
     (["--clip-norm", "-1"], "--clip-norm must be"),
     (["--rescale", "1,0.8,x"], "--rescale must be comma-separated numbers"),
     (["--rescale", "1,1.5"], "--rescale factors must be distinct, above 0 and at most 1"),
+    (["--teacher-weight", "0"], "--teacher-weight must be above 0 and at most 1"),
 ])
 def test_bad_training_flags_are_one_line(flags, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:

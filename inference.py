@@ -53,8 +53,8 @@ def resolve_model_path(model=None):
 RUNTIMES = ("auto", "tensorflow")
 RUNTIME_HELP = ("auto: a .h5 model with its own ONNX export beside it (NAME.onnx, written by "
                 "export.py from that file; the shipped models have one) runs in ONNX Runtime, "
-                "about 2x faster on CPU with the same output to float rounding; "
-                "tensorflow: always Keras")
+                "with the same output to float rounding (1.5-1.7x faster on a CPU where "
+                "TensorFlow has no oneDNN, docs/performance.md); tensorflow: always Keras")
 
 
 def describe(path, net=None):

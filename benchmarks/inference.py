@@ -14,7 +14,6 @@ Set5 PSNR change when ../shared/data is present).
 
 import argparse
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -132,7 +131,8 @@ def main(argv=None):
     import model as models
     from predict import DEFAULT_TILE
 
-    workdir = tempfile.mkdtemp(prefix="sr_bench_")
+    # Removed when main returns or the interpreter exits, an exception included.
+    workdir = (scratch := tempfile.TemporaryDirectory(prefix="sr_bench_")).name
     width, height = (int(v) for v in args.lr_size.split("x"))
     out_mp = width * height * 16 / 1e6
     rng = np.random.default_rng(0)
@@ -211,7 +211,7 @@ def main(argv=None):
                 _, rows = evaluate.evaluate_source(net, os.path.join(SHARED_DATA, "Set5"), 4)
                 print(f"{name}, Set5 PSNR-Y in {label}: "
                       f"{np.mean([r['model_psnr'] for r in rows]):.3f} dB")
-    shutil.rmtree(workdir, ignore_errors=True)
+    scratch.cleanup()
     return 0
 
 

@@ -132,7 +132,8 @@ def main(argv=None):
     from predict import DEFAULT_TILE
 
     # Removed when main returns or the interpreter exits, an exception included.
-    workdir = (scratch := tempfile.TemporaryDirectory(prefix="sr_bench_")).name
+    scratch = tempfile.TemporaryDirectory(prefix="sr_bench_")
+    workdir = scratch.name
     width, height = (int(v) for v in args.lr_size.split("x"))
     out_mp = width * height * 16 / 1e6
     rng = np.random.default_rng(0)

@@ -45,7 +45,8 @@ def parse_args(argv=None):
              "folder (HR/ + LR_bicubic_X4/), any folder of HR images, or 'demo'")
     add("--val-data", default=None,
         help="validation images (same kinds as --data); default: the validation split of "
-             "--data, or every 10th image of a folder with no splits")
+             "--data, or every 10th image of a folder with no splits. Given, a folder with "
+             "no splits trains on all its images (as the papers train on all of T91 + BSD200)")
     add("--model", default="three_conv",
         help="model name: three_conv (the seed's ESPCN-shaped network) or edsr (residual blocks)")
     add("--scale", type=int, default=4, help="upscaling factor")
@@ -488,8 +489,14 @@ def build_datasets(args):
         folder = os.path.dirname(os.path.abspath(args.cache))
         if not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
             raise data.DataError(f"--cache {args.cache}: cannot write in {folder}")
-    train_pairs = data.pair_dataset(args.data, "train", args.scale, tfds_data_dir=args.tfds_dir)
+    # With validation images of its own, a folder without splits gives up nothing for validation.
+    holdout = not args.val_data
+    train_pairs = data.pair_dataset(args.data, "train", args.scale, holdout=holdout,
+                                    tfds_data_dir=args.tfds_dir)
     if args.val_data:
+        if os.path.realpath(args.val_data) == os.path.realpath(args.data):
+            print("note: --val-data is --data: validation scores training images, so it "
+                  "shows the fit, not how the model generalizes")
         val_pairs = data.pair_dataset(args.val_data, "validation", args.scale, holdout=False,
                                       tfds_data_dir=args.tfds_dir, flag="--val-data")
     else:
@@ -514,7 +521,8 @@ def build_datasets(args):
         this once per worker), in batches of one replica's share of --batch-size."""
         count, index = context.num_input_pipelines, context.input_pipeline_id
         pairs = train_pairs if count == 1 else data.pair_dataset(
-            args.data, "train", args.scale, tfds_data_dir=args.tfds_dir, shard=(count, index))
+            args.data, "train", args.scale, holdout=holdout, tfds_data_dir=args.tfds_dir,
+            shard=(count, index))
         if args.rescale != [1.0]:
             pairs = data.rescaled_pairs(pairs, args.rescale, args.scale)
         # A resumed run draws new patches rather than replaying those of epoch 1.

@@ -258,3 +258,29 @@ def test_images_smaller_than_the_patch_are_a_clear_error(tmp_path, capsys):
                        "2", "--val-patch-size", "32", "--out", str(tmp_path / "run")])
     assert code == 2
     assert "lower --patch-size" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("own_validation", [False, True])
+def test_a_folder_trains_on_every_image_when_validation_comes_from_elsewhere(
+        tmp_path, own_validation):
+    import tensorflow as tf
+    from conftest import smooth_image, write_png
+
+    # Ten flat images, each its own grey level, so a patch says which image it came from.
+    for i in range(10):
+        write_png(str(tmp_path / "hr" / f"{i}.png"), np.full((64, 64, 3), 20 * i + 10, np.uint8))
+    write_png(str(tmp_path / "val" / "v.png"), smooth_image(64, 64))
+    argv = ["--data", str(tmp_path / "hr"), "--patch-size", "64", "--val-patch-size", "64",
+            "--batch-size", "10", "--patches-per-image", "1", "--val-crops", "1"]
+    if own_validation:
+        argv += ["--val-data", str(tmp_path / "val")]
+    training_batches, _ = train.build_datasets(train.parse_args(argv))
+    seen = set()
+    for _, hr in training_batches(tf.distribute.InputContext()).take(20):
+        seen.update(np.round(hr.numpy().mean(axis=(1, 2, 3)) * 255).astype(int).tolist())
+    held_out = 20 * 5 + 10   # every 10th image from the 6th (data._holdout)
+    assert seen <= {20 * i + 10 for i in range(10)}
+    if own_validation:
+        assert len(seen) == 10
+    else:
+        assert len(seen) == 9 and held_out not in seen

@@ -237,6 +237,19 @@ def super_resolve_bands(net, lr, tile, convert=to_uint8, on_tile=None):
                        receptive_radius(net), convert, on_tile)
 
 
+# LR tile side: working memory scales with tile^2 (about 0.6 GB for the 128-wide
+# three_conv at 512), not with the image; the overlap costs (1 + 2r/tile)^2 of the
+# work for receptive radius r, so deep models get 64 radii (about 6%).
+TILE = 512
+TILE_RADII = 64
+
+
+def default_tile(net):
+    """predict.py's LR tile side for ``net``: 512, or 64 receptive radii (a multiple of
+    64) for models whose radius makes the overlap of 512-pixel tiles costly."""
+    return max(TILE, -(-TILE_RADII * receptive_radius(net) // 64) * 64)
+
+
 def receptive_radius(net):
     import model as models
 

@@ -18,9 +18,6 @@ import numpy as np
 
 from inference import RUNTIME_HELP, RUNTIMES
 
-# LR tile side: working memory scales with tile^2 (about 0.6 GB for a 128-wide
-# model at 512), not with the image; overlap costs (1 + 8/tile)^2 of the work.
-DEFAULT_TILE = 512
 MIN_TILE = 32
 
 
@@ -37,9 +34,10 @@ def parse_args(argv=None):
     add("--model", default=None,
         help="a model .h5 file, or a shipped model's name (edsr, three_conv, "
              "three_conv_64x32: weights/NAME_x4.h5); default: the strongest shipped one")
-    add("--tile", type=int, default=DEFAULT_TILE,
+    add("--tile", type=int, default=None,
         help="LR tile side in pixels (bounds memory; the result does not depend on it); "
-             "0 runs the whole image at once (default: %(default)s)")
+             "0 runs the whole image at once; default: 512, or 64 receptive radii for deep "
+             "models (1216 for edsr 8x32), whose overlap would otherwise cost more")
     add("--overwrite", action="store_true", help="replace existing output files")
     add("--bfloat16", action="store_true",
         help="compute in bfloat16: about 2x faster on CPUs with AVX512_BF16/AMX, "
@@ -49,7 +47,7 @@ def parse_args(argv=None):
         help="also write NAME_x4_compare.png: nearest, bicubic and model side by side, "
              "with the same zoomed crop")
     args = parser.parse_args(argv)
-    if args.tile < 0 or 0 < args.tile < MIN_TILE:
+    if args.tile is not None and (args.tile < 0 or 0 < args.tile < MIN_TILE):
         parser.error(f"--tile must be 0 (whole image) or at least {MIN_TILE}: smaller tiles "
                      "spend most of their work on the overlap")
     return args
@@ -377,6 +375,7 @@ def predict(args):
     net = inference.load_model(model_path, bfloat16=args.bfloat16, runtime=args.runtime)
     print(f"model: {inference.describe(model_path, net)}")
     scale = inference.model_scale(net)
+    tile = inference.default_tile(net) if args.tile is None else args.tile or None
     targets = output_paths(files, args.inputs, args.output, scale)
     check_targets(files, targets)
     failures, written = 0, []
@@ -395,17 +394,17 @@ def predict(args):
             check_input_size(source, scale)
             image = images.read_image(source, keep_8bit=True)
             images.check_output_format(target, image.alpha is not None)
-            check_output_size(target, output_layout(image, scale), args.tile, scale)
+            check_output_size(target, output_layout(image, scale), tile, scale)
         except (images.ImageReadError, images.ImageWriteError) as error:
             tqdm.write(f"error: {error}", file=sys.stderr)
             failures += 1
             continue
-        tiles = inference.tile_count(image.rgb.shape, args.tile or None)
+        tiles = inference.tile_count(image.rgb.shape, tile)
         # One large image shows its own progress: tiles done and time left.
         with tqdm(total=tiles, unit="tile", desc=os.path.basename(source), leave=False,
                   disable=tiles < 4) as tile_progress:
             try:
-                shape, note = write_output(net, image, target, args.tile or None,
+                shape, note = write_output(net, image, target, tile,
                                            compare if args.compare else None,
                                            tile_progress.update)
             except OSError as error:  # a full or read-only disk fails every later write too

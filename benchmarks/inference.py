@@ -129,7 +129,6 @@ def main(argv=None):
 
     import inference
     import model as models
-    from predict import DEFAULT_TILE
 
     # Removed when main returns or the interpreter exits, an exception included.
     scratch = tempfile.TemporaryDirectory(prefix="sr_bench_")
@@ -163,16 +162,19 @@ def main(argv=None):
             run = make_runner(net, mode)
             rows.append((f"{mode}, whole image",
                          best_time(lambda: run(lr[None]).numpy(), args.repeats)))
-        for tile in (128, 256, 512):
-            rows.append((f"tiled {tile} (predict.py path)", best_time(
+        tiles = sorted({128, 256, 512, inference.default_tile(net)})
+        for tile in tiles:
+            label = " (predict.py's default)" if tile == inference.default_tile(net) else ""
+            rows.append((f"tiled {tile}{label}", best_time(
                 lambda: inference.super_resolve(net, lr, tile=tile, convert=lambda p: p),
                 args.repeats)))
         exported = onnx_twin(net, paths.get(name), workdir)
         if exported:
             rows.append(("ONNX Runtime, whole image", best_time(
                 lambda: inference.super_resolve(exported, lr, convert=lambda p: p), args.repeats)))
-            rows.append((f"ONNX Runtime, tiled {DEFAULT_TILE} (predict.py)", best_time(
-                lambda: inference.super_resolve(exported, lr, tile=DEFAULT_TILE,
+            tile = inference.default_tile(exported)
+            rows.append((f"ONNX Runtime, tiled {tile} (predict.py)", best_time(
+                lambda: inference.super_resolve(exported, lr, tile=tile,
                                                 convert=lambda p: p), args.repeats)))
         for label, seconds in rows:
             gflops = flops / seconds / 1e9

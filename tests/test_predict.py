@@ -26,6 +26,13 @@ def model_path(net, tmp_path_factory):
     return path
 
 
+def test_default_tile_grows_with_the_receptive_radius(net):
+    deep = models.edsr(4, blocks=8, width=32)          # radius 19
+    assert inference.default_tile(net) == 512           # three_conv keeps 512
+    assert inference.default_tile(deep) == 1216         # 64 radii, a multiple of 64
+    assert inference.default_tile(models.edsr(4, blocks=16, width=8)) == 64 * 35
+
+
 @pytest.mark.parametrize("height,width,tile", [(37, 53, 16), (37, 53, 5), (20, 31, 9),
                                                (64, 64, 33)])
 def test_tiled_equals_whole_image(net, height, width, tile):

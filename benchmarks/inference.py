@@ -162,9 +162,9 @@ def main(argv=None):
             run = make_runner(net, mode)
             rows.append((f"{mode}, whole image",
                          best_time(lambda: run(lr[None]).numpy(), args.repeats)))
-        tiles = sorted({128, 256, 512, inference.default_tile(net)})
-        for tile in tiles:
-            label = " (predict.py's default)" if tile == inference.default_tile(net) else ""
+        default = inference.default_tile(net)
+        for tile in sorted({128, 256, 512, default}):
+            label = " (predict.py's default)" if tile == default else ""
             rows.append((f"tiled {tile}{label}", best_time(
                 lambda: inference.super_resolve(net, lr, tile=tile, convert=lambda p: p),
                 args.repeats)))

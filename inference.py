@@ -127,6 +127,18 @@ def check_upscaler(net, path):
         refuse(f"an 8x12 RGB image gives an output of shape {shape}")
 
 
+def native_bfloat16():
+    """The CPU's bfloat16 instructions (AVX512_BF16, AMX), from /proc/cpuinfo: with them
+    oneDNN computes in bfloat16 natively; without, TensorFlow emulates it, slowly."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f
+                          if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    return sorted({"avx512_bf16", "amx_bf16"} & set(flags))
+
+
 def to_bfloat16(net):
     """The same model computing in bfloat16 (mixed precision policy), same weights."""
     import keras
@@ -198,9 +210,13 @@ def tiled_bands(fn, image, scale, tile=None, overlap=4, convert=None, on_tile=No
             result = fn(image[py0:py1, px0:px1])
             oy, ox = (y0 - py0) * scale, (x0 - px0) * scale
             piece = convert(result[oy:oy + (y1 - y0) * scale, ox:ox + (x1 - x0) * scale])
-            if band is None:
-                band = np.empty(((y1 - y0) * scale, width * scale) + piece.shape[2:], piece.dtype)
-            band[:, x0 * scale:x1 * scale] = piece
+            if x1 - x0 == width:    # one tile spans the band: no copy
+                band = piece
+            else:
+                if band is None:
+                    band = np.empty(((y1 - y0) * scale, width * scale) + piece.shape[2:],
+                                    piece.dtype)
+                band[:, x0 * scale:x1 * scale] = piece
             if on_tile:
                 on_tile()
         yield y0 * scale, band
@@ -217,6 +233,8 @@ def tiled(fn, image, scale, tile=None, overlap=4, convert=None):
     """``tiled_bands`` put together into one array."""
     out = None
     for row, band in tiled_bands(fn, image, scale, tile, overlap, convert):
+        if len(band) == image.shape[0] * scale:   # one band is the whole output: no copy
+            return band
         if out is None:
             out = np.empty((image.shape[0] * scale,) + band.shape[1:], band.dtype)
         out[row:row + len(band)] = band

@@ -61,9 +61,10 @@ def parse_args(argv=None):
     add("--blocks", type=int, default=8, help="edsr: residual blocks")
     add("--features", type=int, default=32, help="edsr: channels of every convolution")
     add("--bfloat16", action="store_true",
-        help="mixed-precision training (bfloat16 compute, float32 weights); implies --xla, "
-             "since TensorFlow's bfloat16 convolution gradients are ~20x slower without it. "
-             "Saved models are float32")
+        help="mixed-precision training (bfloat16 compute, float32 weights); 1.5x faster "
+             "than float32 on CPUs with AVX512_BF16 or AMX. Elsewhere it implies --xla, "
+             "since TensorFlow's emulated bfloat16 convolution gradients are ~10x slower "
+             "without it (docs/performance.md). Saved models are float32")
     add("--distribute", choices=("none", "mirrored", "multiworker"), default="none",
         help="none: one device; mirrored: every local GPU (or --devices), one copy of the "
              "model each; multiworker: a cluster described by TF_CONFIG "
@@ -150,7 +151,11 @@ def parse_args(argv=None):
         parser.error("--expand applies to --model three_conv only")
     if args.blocks < 1 or args.features < 1:
         parser.error("--blocks and --features must be at least 1")
-    args.xla = args.xla or args.bfloat16
+    if args.bfloat16 and not args.xla:
+        import inference
+
+        # XLA rescues emulated bfloat16; where the CPU has it, oneDNN is faster alone.
+        args.xla = not inference.native_bfloat16()
     args.devices = [d for d in args.devices.split(",") if d]
     if args.devices and args.distribute != "mirrored":
         parser.error("--devices applies to --distribute mirrored")

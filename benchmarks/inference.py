@@ -54,17 +54,6 @@ def conv_flops_per_lr_pixel(net):
     return 2 * models.multiply_adds_per_output_pixel(net) * 16
 
 
-def cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def conv_stack(widths, data_format):
     """three_conv's convolutions alone (no depth-to-space) in a given layout."""
     import keras
@@ -145,7 +134,7 @@ def main(argv=None):
     t_bicubic = best_time(lambda: resize(lr[None]).numpy(), args.repeats)
     print(f"{'bicubic tf.image.resize':<56}{out_mp / t_bicubic:>8.1f} MP/s")
 
-    bf16_flags = {"avx512_bf16", "amx_bf16"} & cpu_flags()
+    bf16_flags = inference.native_bfloat16()
     paths = {args.model: args.model} if args.model else {
         name: inference.shipped_path(name) for name in inference.shipped_models()}
     nets = {name: inference.load_model(path) for name, path in paths.items()}

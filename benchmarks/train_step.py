@@ -53,19 +53,20 @@ def training_rate(widths, steps, xla=False, batch=16, expand=0, branches=()):
 
 def model_rate(name, options, steps, precision, batch=16, hr_patch=128):
     """Patches/s of train_on_batch for a registered model, as train.py builds it:
-    'float32', 'xla' (float32, jit_compile) or 'bfloat16' (mixed, with XLA)."""
+    'float32', 'xla' (float32, jit_compile), 'bfloat16' (mixed, no XLA) or
+    'bfloat16+xla' (mixed, with XLA: what train.py --bfloat16 runs)."""
     import keras
 
     import model as models
 
     keras.utils.set_random_seed(0)
-    keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bfloat16"
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if "bfloat16" in precision
                                             else "float32")
     try:
         net = models.build_model(name, 4, **options)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    net.compile(keras.optimizers.Adam(1e-3), "mae", jit_compile=precision != "float32")
+    net.compile(keras.optimizers.Adam(1e-3), "mae", jit_compile="xla" in precision)
     return patches_per_second(net, steps, batch, hr_patch, warmup=5)
 
 
@@ -117,9 +118,10 @@ PRECISION_MODELS = [("three_conv 128/64", "three_conv", {"widths": (128, 64)}),
 def precision_table(steps):
     print("\npatches/s, batch 16 of 128x128 HR patches (32x32 LR), L1, Adam "
           f"({steps} steps each)")
-    print(f"{'model':<20}{'float32':>10}{'XLA':>16}{'bfloat16+XLA':>16}")
+    print(f"{'model':<20}{'float32':>10}{'XLA':>16}{'bfloat16':>16}{'bfloat16+XLA':>16}")
     for label, name, options in PRECISION_MODELS:
-        rates = [model_rate(name, options, steps, p) for p in ("float32", "xla", "bfloat16")]
+        rates = [model_rate(name, options, steps, p)
+                 for p in ("float32", "xla", "bfloat16", "bfloat16+xla")]
         print(f"{label:<20}{rates[0]:>10.0f}" + "".join(
             f"{rate:>9.0f} ({rate / rates[0]:.2f}x)" for rate in rates[1:]), flush=True)
 

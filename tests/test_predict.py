@@ -34,7 +34,7 @@ def test_default_tile_grows_with_the_receptive_radius(net):
 
 
 @pytest.mark.parametrize("height,width,tile", [(37, 53, 16), (37, 53, 5), (20, 31, 9),
-                                               (64, 64, 33)])
+                                               (64, 64, 33), (53, 37, 40)])
 def test_tiled_equals_whole_image(net, height, width, tile):
     lr = smooth_image(height, width, seed=height)
     whole = inference.super_resolve(net, lr, tile=None, convert=lambda p: p)

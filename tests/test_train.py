@@ -237,6 +237,18 @@ def test_edsr_in_bfloat16_saves_float32_models_and_resumes(tmp_path):
         np.testing.assert_array_equal(saved, trained)
 
 
+@pytest.mark.parametrize("cpu_bfloat16,flags,xla", [([], [], True),
+                                                    (["avx512_bf16"], [], False),
+                                                    (["avx512_bf16"], ["--xla"], True)])
+def test_bfloat16_uses_xla_only_where_the_cpu_emulates_it(cpu_bfloat16, flags, xla,
+                                                          monkeypatch):
+    import inference
+
+    monkeypatch.setattr(inference, "native_bfloat16", lambda: cpu_bfloat16)
+    assert train.parse_args(["--bfloat16"] + flags).xla is xla
+    assert train.parse_args(flags).xla is bool(flags)
+
+
 def test_warmup_and_clipping_reach_the_optimizer():
     args = train.parse_args(["--lr", "1e-3", "--lr-schedule", "cosine", "--warmup-steps", "10",
                              "--epochs", "2", "--steps-per-epoch", "50", "--clip-norm", "0.5"])

@@ -86,9 +86,9 @@ def onnx_twin(net, h5_path, folder):
     import export
     import runtimes
 
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is None:
         return None
     twin, _ = runtimes.onnx_export_of(h5_path) if h5_path else (None, None)
     if twin is None:
@@ -175,8 +175,8 @@ def main(argv=None):
                 ("bfloat16, whole image", best_time(
                     lambda: inference.super_resolve(half, lr, convert=lambda p: p),
                     args.repeats)),
-                ("bfloat16, tiled 512", best_time(
-                    lambda: inference.super_resolve(half, lr, tile=512, convert=lambda p: p),
+                (f"bfloat16, tiled {default}", best_time(
+                    lambda: inference.super_resolve(half, lr, tile=default, convert=lambda p: p),
                     args.repeats))]
             for label, seconds in rows_bf16:
                 gflops = flops / seconds / 1e9

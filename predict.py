@@ -269,9 +269,12 @@ def busiest_window(image, size):
     return int(top), int(left)
 
 
-# Memory besides the images: TensorFlow, the model and one tile's activations
-# (measured with benchmarks/predict_large.py at the default tile).
-BASE_MEMORY = 800 * 2**20
+# Memory besides the images: TensorFlow or ONNX Runtime and the model, plus about
+# 1 KiB per LR pixel of a tile (overlap included) for its activations. Measured with
+# benchmarks/predict_large.py: three_conv 128/64 at tile 512 peaked at 1.16 GiB in all,
+# an 8x32 EDSR at tile 1216 at 2.43 GiB.
+BASE_MEMORY = 700 * 2**20
+TILE_BYTES_PER_PIXEL = 1024
 # Bytes per input pixel while reading: Pillow's decode, float32 RGB, alpha.
 READ_BYTES_PER_PIXEL = 20
 
@@ -301,10 +304,17 @@ def check_input_size(path, scale):
             f"and upscale, {_gigabytes(available)} is available")
 
 
-def check_output_size(target, layout, tile, scale):
+def working_memory(lr_height, lr_width, tile, radius):
+    """Bytes the model needs to upscale one tile (the whole image if ``tile`` is None)."""
+    side = None if not tile else tile + 2 * radius
+    pixels = min(lr_height, side or lr_height) * min(lr_width, side or lr_width)
+    return BASE_MEMORY + TILE_BYTES_PER_PIXEL * pixels
+
+
+def check_output_size(target, layout, tile, scale, radius=0):
     """Refuse, before the work, an output that cannot fit: PNG is written band by band
     (memory: one band), other formats need the whole image in memory; the disk must
-    hold at least the compressed PNG."""
+    hold at least the compressed PNG.  ``radius``: the model's, the overlap of tiles."""
     import shutil
 
     import psutil
@@ -315,7 +325,8 @@ def check_output_size(target, layout, tile, scale):
     whole = height * width * channels * bits // 8
     band = whole if not tile else min(whole, tile * scale * width * channels * bits // 8)
     streamed = target.lower().endswith(".png")
-    needed = BASE_MEMORY + 2 * band + (0 if streamed else 2 * whole)
+    needed = (working_memory(height // scale, width // scale, tile, radius) + 2 * band
+              + (0 if streamed else 2 * whole))
     available = psutil.virtual_memory().available
     if needed > available:
         hint = "use a smaller --tile" if streamed else "write .png, which is streamed"
@@ -394,7 +405,8 @@ def predict(args):
             check_input_size(source, scale)
             image = images.read_image(source, keep_8bit=True)
             images.check_output_format(target, image.alpha is not None)
-            check_output_size(target, output_layout(image, scale), tile, scale)
+            check_output_size(target, output_layout(image, scale), tile, scale,
+                              inference.receptive_radius(net))
         except (images.ImageReadError, images.ImageWriteError) as error:
             tqdm.write(f"error: {error}", file=sys.stderr)
             failures += 1

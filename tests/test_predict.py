@@ -271,6 +271,23 @@ def test_input_too_large_for_memory_is_refused_before_decoding(model_path, tmp_p
     assert not os.path.exists(tmp_path / "o.png")
 
 
+def test_memory_check_counts_the_tile_of_a_deep_model(tmp_path, monkeypatch):
+    import collections
+
+    import psutil
+
+    memory = collections.namedtuple("memory", "available")
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: memory(2 * 2**30))
+    layout = (6000, 8000, 3, 8)            # a 2000x1500 input, x4, written as PNG
+    target = str(tmp_path / "out.png")
+    predict.check_output_size(target, layout, 512, 4, radius=4)       # three_conv: fits
+    with pytest.raises(images.ImageWriteError, match="needs about 2.4 GB of memory"):
+        predict.check_output_size(target, layout, 1216, 4, radius=19)  # EDSR's default tile
+    # The whole image (no tile) counts every LR pixel once, whatever the radius.
+    assert predict.working_memory(1500, 2000, None, 19) == \
+        predict.BASE_MEMORY + predict.TILE_BYTES_PER_PIXEL * 1500 * 2000
+
+
 def test_gray_with_alpha_to_tiff_keeps_gray_and_alpha(model_path, tmp_path):
     gray = smooth_image(20, 24, seed=2)[..., 0]
     source = str(tmp_path / "la.png")

@@ -241,6 +241,27 @@ def edsr(scale=4, blocks=8, width=32, channels=3, kernel_initializer="glorot_uni
     return keras.Model(inputs, outputs, name=f"edsr_{blocks}x{width}_x{scale}")
 
 
+def edsr_blocks(net):
+    """How many residual blocks an edsr model has (0 for other models)."""
+    return sum(1 for layer in net.layers
+               if layer.name.startswith("block") and layer.name.endswith("_add"))
+
+
+def deepen_from(net, shallow):
+    """Start a deeper edsr ``net`` where the trained ``shallow`` one (same width) is:
+    its layers are copied by name, and each block ``shallow`` lacks starts as an
+    identity (first conv random, second conv zero, so it still receives gradients),
+    so ``net`` computes exactly what ``shallow`` did and trains on from there."""
+    if not 0 < edsr_blocks(shallow) < edsr_blocks(net):
+        raise ValueError(f"{shallow.name} is not a shallower edsr than {net.name}")
+    copied = {layer.name for layer in shallow.layers}
+    for layer in net.layers:
+        if layer.name in copied:
+            layer.set_weights(shallow.get_layer(layer.name).get_weights())
+        elif layer.name.endswith("_conv2"):
+            layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+
+
 MODELS = {
     "three_conv": three_conv,
     "edsr": edsr,

@@ -112,7 +112,8 @@ def parse_args(argv=None):
     add("--resume", action="store_true",
         help="continue the run in --out from its last completed epoch (starts fresh if none)")
     add("--init-from", default=None, metavar="MODEL_H5",
-        help="start from this trained model's weights (fine-tuning; same architecture)")
+        help="start from this trained model's weights (fine-tuning; same architecture, "
+             "or a shallower edsr of the same width: its missing blocks start as identities)")
     add("--teacher", default=None, metavar="MODEL",
         help="distillation: a trained model (.h5 or a shipped model's name, e.g. edsr) whose "
              "outputs the model also learns to match")
@@ -666,7 +667,8 @@ def load_teacher(args):
 
 
 def start_from(net, path):
-    """Load a trained plain model's weights into ``net`` (--init-from)."""
+    """Load a trained plain model's weights into ``net`` (--init-from); a shallower
+    edsr of the same width grows into a deeper one."""
     import inference
     import model as models
 
@@ -674,6 +676,11 @@ def start_from(net, path):
     try:
         if models.is_collapsible(net):
             models.expand_from(net, start)
+        elif 0 < models.edsr_blocks(start) < models.edsr_blocks(net):
+            models.deepen_from(net, start)
+            print(f"note: --init-from {path} has {models.edsr_blocks(start)} blocks; the "
+                  f"other {models.edsr_blocks(net) - models.edsr_blocks(start)} start as "
+                  "identities", file=sys.stderr)
         else:
             net.set_weights(start.get_weights())
     except ValueError as error:

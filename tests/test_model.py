@@ -154,3 +154,30 @@ def test_training_form_round_trips_through_its_config():
 def test_unknown_branch_is_refused():
     with pytest.raises(ValueError, match="sobel"):
         models.three_conv(expand=8, branches=("prewitt",))
+
+
+def test_deepen_from_starts_exactly_at_the_shallower_edsr():
+    shallow = models.edsr(4, blocks=2, width=8)
+    _randomize(shallow, 10)
+    net = models.edsr(4, blocks=4, width=8)
+    assert (models.edsr_blocks(shallow), models.edsr_blocks(net)) == (2, 4)
+    models.deepen_from(net, shallow)
+    x = np.random.default_rng(11).uniform(size=(1, 12, 12, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(net(x)), np.asarray(shallow(x)), rtol=1e-5, atol=1e-6)
+    # The new blocks can learn: their first conv is random, their second receives gradients.
+    import tensorflow as tf
+
+    assert np.abs(net.get_layer("block3_conv1").get_weights()[0]).max() > 0
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.square(net(x) - 0.5))
+    grad = tape.gradient(loss, net.get_layer("block4_conv2").kernel)
+    assert float(tf.reduce_max(tf.abs(grad))) > 0
+
+
+def test_deepen_from_refuses_what_it_cannot_grow():
+    with pytest.raises(ValueError, match="shallower"):
+        models.deepen_from(models.edsr(4, blocks=2, width=8), models.edsr(4, blocks=2, width=8))
+    with pytest.raises(ValueError, match="shallower"):
+        models.deepen_from(models.edsr(4, blocks=2, width=8), models.three_conv(4))
+    with pytest.raises(ValueError):                      # another width
+        models.deepen_from(models.edsr(4, blocks=4, width=8), models.edsr(4, blocks=2, width=16))

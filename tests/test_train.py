@@ -296,3 +296,18 @@ def test_a_folder_trains_on_every_image_when_validation_comes_from_elsewhere(
         assert len(seen) == 10
     else:
         assert len(seen) == 9 and held_out not in seen
+
+
+def test_init_from_a_shallower_edsr_grows_it(tmp_path, capsys):
+    import model as models
+
+    shallow = models.edsr(4, blocks=2, width=8)
+    path = str(tmp_path / "shallow.h5")
+    shallow.save(path)
+    net = models.edsr(4, blocks=3, width=8)
+    train.start_from(net, path)
+    assert "has 2 blocks; the other 1 start as identities" in capsys.readouterr().err
+    x = np.random.default_rng(0).uniform(size=(1, 10, 10, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(net(x)), np.asarray(shallow(x)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(train.UsageError, match="another architecture"):
+        train.start_from(models.edsr(4, blocks=3, width=16), path)

@@ -102,13 +102,13 @@ def test_existing_json_is_not_overwritten(model_path, hr_folder, tmp_path, capsy
 def test_shipped_weights_exist_and_load():
     import inference
 
-    net = inference.load_model()             # the default: weights/three_conv_x4.h5
+    net = inference.load_model()             # the default: the strongest shipped model
     assert inference.model_scale(net) == 4
     lr = smooth_image(10, 12)
     assert inference.super_resolve(net, lr).shape == (40, 48, 3)
 
 
-# Set5 PSNR-Y floors of the shipped models (README: 30.76, 30.47); three_conv must stay
+# Set5 PSNR-Y floors of the shipped models (README: 30.76, 30.47, 31.47); three_conv must stay
 # above FSRCNN's 30.72 and edsr above VDSR's 31.35, the targets they ship for.
 SET5_FLOORS = {"three_conv": 30.72, "three_conv_64x32": 30.4, "edsr": 31.35}
 
@@ -124,3 +124,22 @@ def test_shipped_weights_keep_their_set5_score(name):
     _, rows = evaluate.evaluate_source(net, os.path.join(SHARED_DATA, "Set5"), 4)
     model_psnr = np.mean([row["model_psnr"] for row in rows])
     assert model_psnr > SET5_FLOORS[name], f"{name} fell to {model_psnr:.2f} dB on Set5"
+
+
+
+# edsr on the other sets (README: 27.99 / 27.28), 0.02 dB of slack; VDSR's 28.01 / 27.29 are
+# the target of issue 10, not yet passed on these two.
+EDSR_FLOORS = {"Set14": 27.97, "B100": 27.26}
+
+
+@needs_shared_data
+def test_shipped_edsr_keeps_its_set14_and_b100_scores():
+    import inference
+
+    if "edsr" not in inference.shipped_models():
+        pytest.skip(f"edsr is not shipped (no {inference.shipped_path('edsr')})")
+    net = inference.load_model("edsr", runtime="auto")
+    for name, floor in EDSR_FLOORS.items():
+        _, rows = evaluate.evaluate_source(net, os.path.join(SHARED_DATA, name), 4)
+        model_psnr = np.mean([row["model_psnr"] for row in rows])
+        assert model_psnr > floor, f"edsr fell to {model_psnr:.3f} dB on {name}"

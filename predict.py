@@ -272,9 +272,12 @@ def busiest_window(image, size):
 # Memory besides the images: TensorFlow or ONNX Runtime and the model, plus about
 # 1 KiB per LR pixel of a tile (overlap included) for its activations. Measured with
 # benchmarks/predict_large.py: three_conv 128/64 at tile 512 peaked at 1.16 GiB in all,
-# an 8x32 EDSR at tile 1216 at 2.43 GiB.
+# an 8x32 EDSR at tile 1216 at 2.43 GiB (2000x1500 input). ONNX Runtime's memory arena
+# keeps a region per tile shape: the same EDSR there peaked at 4.19 / 4.35 GiB on
+# 4000x3000 / 6000x4000 inputs (TensorFlow: 2.64 on 4000x3000), so it is counted double.
 BASE_MEMORY = 700 * 2**20
 TILE_BYTES_PER_PIXEL = 1024
+ARENA_TILE_BYTES_PER_PIXEL = 2048
 # Bytes per input pixel while reading: Pillow's decode, float32 RGB, alpha.
 READ_BYTES_PER_PIXEL = 20
 
@@ -304,17 +307,26 @@ def check_input_size(path, scale):
             f"and upscale, {_gigabytes(available)} is available")
 
 
-def working_memory(lr_height, lr_width, tile, radius):
+def working_memory(lr_height, lr_width, tile, radius, per_pixel=TILE_BYTES_PER_PIXEL):
     """Bytes the model needs to upscale one tile (the whole image if ``tile`` is None)."""
     side = None if not tile else tile + 2 * radius
     pixels = min(lr_height, side or lr_height) * min(lr_width, side or lr_width)
-    return BASE_MEMORY + TILE_BYTES_PER_PIXEL * pixels
+    return BASE_MEMORY + per_pixel * pixels
 
 
-def check_output_size(target, layout, tile, scale, radius=0):
+def tile_bytes_per_pixel(net):
+    """Working memory per LR tile pixel of the runtime that runs ``net``."""
+    import runtimes
+
+    arena = isinstance(net, runtimes.Exported) and net.format == "onnx"
+    return ARENA_TILE_BYTES_PER_PIXEL if arena else TILE_BYTES_PER_PIXEL
+
+
+def check_output_size(target, layout, tile, scale, radius=0, per_pixel=TILE_BYTES_PER_PIXEL):
     """Refuse, before the work, an output that cannot fit: PNG is written band by band
     (memory: one band), other formats need the whole image in memory; the disk must
-    hold at least the compressed PNG.  ``radius``: the model's, the overlap of tiles."""
+    hold at least the compressed PNG.  ``radius``: the model's, the overlap of tiles;
+    ``per_pixel``: the runtime's working memory per tile pixel."""
     import shutil
 
     import psutil
@@ -325,8 +337,9 @@ def check_output_size(target, layout, tile, scale, radius=0):
     whole = height * width * channels * bits // 8
     band = whole if not tile else min(whole, tile * scale * width * channels * bits // 8)
     streamed = target.lower().endswith(".png")
-    needed = (working_memory(height // scale, width // scale, tile, radius) + 2 * band
-              + (0 if streamed else 2 * whole))
+    # Bands: the one being assembled, the one being written, and the figure's or a spare.
+    needed = (working_memory(height // scale, width // scale, tile, radius, per_pixel)
+              + 3 * band + (0 if streamed else 2 * whole))
     available = psutil.virtual_memory().available
     if needed > available:
         hint = "use a smaller --tile" if streamed else "write .png, which is streamed"
@@ -343,6 +356,8 @@ def check_output_size(target, layout, tile, scale, radius=0):
 def write_output(net, image, target, tile, compare=None, progress=None):
     """Upscale ``image`` into ``target``: PNG band by band as the tiles complete, other
     formats whole.  Returns (output shape, note or None)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import images
     import inference
     from fileio import atomic_path
@@ -354,12 +369,20 @@ def write_output(net, image, target, tile, compare=None, progress=None):
     note = None
     if target.lower().endswith(".png"):
         with atomic_path(target) as tmp:
-            with images.PngStream(tmp, width, height, channels, bits) as png:
+            # One band is deflated and written in the background while the next is
+            # computed: zlib runs outside the GIL, on the core the model leaves idle.
+            with images.PngStream(tmp, width, height, channels, bits) as png, \
+                    ThreadPoolExecutor(1) as writer:
+                writing = None
                 for row, band in bands:
-                    png.write(band)
+                    if writing:
+                        writing.result()   # at most one band waits; its errors surface here
+                    writing = writer.submit(png.write, band)
                     if figure:
                         figure.add(row, band)
                     del band   # else it stays alive while the next band is computed
+                if writing:
+                    writing.result()
     else:
         out = None
         for row, band in bands:
@@ -406,7 +429,7 @@ def predict(args):
             image = images.read_image(source, keep_8bit=True)
             images.check_output_format(target, image.alpha is not None)
             check_output_size(target, output_layout(image, scale), tile, scale,
-                              inference.receptive_radius(net))
+                              inference.receptive_radius(net), tile_bytes_per_pixel(net))
         except (images.ImageReadError, images.ImageWriteError) as error:
             tqdm.write(f"error: {error}", file=sys.stderr)
             failures += 1

@@ -270,6 +270,33 @@ def test_predict_full_disk_in_a_folder_run_says_what_was_written(small_model, tm
         assert not [n for n in os.listdir(disk) if n.startswith(".")]   # no temp file left
 
 
+def test_predict_write_failing_in_the_background_stops_with_one_line(small_model, tmp_path,
+                                                                     capsys, monkeypatch):
+    import errno
+
+    import images
+
+    photo = str(tmp_path / "in" / "tall.png")
+    write_png(photo, smooth_image(100, 40, seed=3))       # four bands of 32 LR rows
+
+    calls = []
+    write = images.PngStream.write
+
+    def failing_write(self, band):   # the second band of rows hits a full disk
+        calls.append(len(band))
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write(self, band)
+
+    monkeypatch.setattr(images.PngStream, "write", failing_write)
+    target = tmp_path / "out" / "big.png"
+    target.parent.mkdir()
+    code, captured = _predict([photo, "--model", small_model, "--tile", "32", "-o", str(target)],
+                              capsys)
+    assert code != 0 and "No space left" in one_line_error(captured.err)
+    assert len(calls) == 2 and os.listdir(target.parent) == []   # nothing half-written left
+
+
 @pytest.mark.parametrize("kind", ["dense", "gray"])
 def test_predict_with_a_model_that_is_not_an_upscaler(kind, photo, tmp_path, capsys):
     import keras

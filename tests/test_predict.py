@@ -255,6 +255,20 @@ def test_png_stream_round_trips_every_layout(tmp_path):
             np.testing.assert_array_equal(back, array)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_quantizing_rounds_half_up_and_clips_as_a_saved_png(dtype):
+    values = np.array([-0.2, 0.0, 0.5 / 255, 1.5 / 255, 0.4999, 254.5 / 255, 1.0, 1.3], dtype)
+    x = np.random.default_rng(1).uniform(-0.1, 1.1, (31, 7, 3)).astype(dtype)
+    x.flat[:len(values)] = values
+    for convert, top, out in ((images.to_uint8, 255.0, np.uint8),
+                              (images.to_uint16, 65535.0, np.uint16)):
+        result = convert(x)
+        assert result.dtype == out
+        np.testing.assert_array_equal(result, np.clip(np.floor(x * top + 0.5), 0, top).astype(out))
+    assert images.to_uint8(x).flat[[0, 1, 4, 6, 7]].tolist() == [0, 0, 127, 255, 255]
+    assert images.to_uint8(x[:1, :1, :1].astype(np.uint8)).dtype == np.uint8   # 8 bits pass through
+
+
 def test_input_too_large_for_memory_is_refused_before_decoding(model_path, tmp_path, capsys,
                                                                monkeypatch):
     import collections
@@ -281,8 +295,11 @@ def test_memory_check_counts_the_tile_of_a_deep_model(tmp_path, monkeypatch):
     layout = (6000, 8000, 3, 8)            # a 2000x1500 input, x4, written as PNG
     target = str(tmp_path / "out.png")
     predict.check_output_size(target, layout, 512, 4, radius=4)       # three_conv: fits
-    with pytest.raises(images.ImageWriteError, match="needs about 2.4 GB of memory"):
+    with pytest.raises(images.ImageWriteError, match="needs about 2.5 GB of memory"):
         predict.check_output_size(target, layout, 1216, 4, radius=19)  # EDSR's default tile
+    with pytest.raises(images.ImageWriteError, match="needs about 4.0 GB of memory"):
+        predict.check_output_size(target, layout, 1216, 4, radius=19,  # run by ONNX Runtime
+                                  per_pixel=predict.ARENA_TILE_BYTES_PER_PIXEL)
     # The whole image (no tile) counts every LR pixel once, whatever the radius.
     assert predict.working_memory(1500, 2000, None, 19) == \
         predict.BASE_MEMORY + predict.TILE_BYTES_PER_PIXEL * 1500 * 2000
@@ -316,3 +333,13 @@ def test_model_by_shipped_name_and_strongest_default(model_path, tmp_path, monke
     source = _save(str(tmp_path / "x.png"), smooth_image(8, 8))
     assert predict.main([source, "--model", "three_conv", "-o", str(tmp_path / "y.png")]) == 0
     assert "model: three_conv (" in capsys.readouterr().out
+
+
+def test_onnx_runtime_is_counted_with_its_arena(tmp_path):
+    import runtimes
+
+    run = lambda image: np.zeros((4 * image.shape[0], 4 * image.shape[1], 3), np.float32)  # noqa: E731
+    onnx_like = runtimes.Exported(str(tmp_path / "m.onnx"), "onnx", run, radius=4)
+    tflite_like = runtimes.Exported(str(tmp_path / "m.tflite"), "tflite", run, radius=4)
+    assert predict.tile_bytes_per_pixel(onnx_like) == predict.ARENA_TILE_BYTES_PER_PIXEL
+    assert predict.tile_bytes_per_pixel(tflite_like) == predict.TILE_BYTES_PER_PIXEL

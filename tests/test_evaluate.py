@@ -126,7 +126,6 @@ def test_shipped_weights_keep_their_set5_score(name):
     assert model_psnr > SET5_FLOORS[name], f"{name} fell to {model_psnr:.2f} dB on Set5"
 
 
-
 # edsr on the other sets (README: 27.99 / 27.28), 0.02 dB of slack; VDSR's 28.01 / 27.29 are
 # the target of issue 10, not yet passed on these two.
 EDSR_FLOORS = {"Set14": 27.97, "B100": 27.26}

@@ -26,9 +26,8 @@ import numpy as np
 import tensorflow as tf
 
 import bicubic
+from images import IMAGE_EXTENSIONS
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
-                    ".pgm")
 # Formats that tf.io.decode_image reads natively (faster, in parallel); others go through Pillow.
 _TF_DECODABLE = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 

@@ -20,6 +20,10 @@ import struct
 
 import numpy as np
 
+# What counts as an image in a folder (predict.py inputs, data.py training folders).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                    ".pgm")
+
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 # Pillow refuses images over ~179 MP as possible decompression bombs; tiled
 # inference handles large images, so allow up to a gigapixel.
@@ -55,7 +59,9 @@ def _png_bit_depth(path):
 
 def _read_png16(path):
     """16-bit PNGs (Pillow reduces 16-bit RGB to 8 bits): decode with TensorFlow."""
-    import tensorflow as tf
+    import tfquiet
+
+    tf = tfquiet.import_tensorflow()
 
     with open(path, "rb") as f:
         array = tf.io.decode_png(f.read(), channels=0, dtype=tf.uint16).numpy()
@@ -218,7 +224,9 @@ def write_image(path, array):
 
 def write_png(path, array):
     """Write a uint8 or uint16 array with 1, 2, 3 or 4 channels as PNG, atomically."""
-    import tensorflow as tf
+    import tfquiet
+
+    tf = tfquiet.import_tensorflow()
 
     from fileio import atomic_path
 

@@ -74,11 +74,7 @@ def load_model(path=None, bfloat16=False, runtime="tensorflow"):
     ``runtime="auto"`` finds its float ONNX export beside it (see RUNTIME_HELP).
     ``bfloat16=True`` computes in bfloat16 in Keras (float32 weights kept as master
     copies): faster on CPUs with AVX512_BF16/AMX, slightly less exact (see
-    docs/performance.md)."""
-    import keras
-
-    import model as _registers_custom_layers  # noqa: F401
-
+    docs/performance.md).  TensorFlow is imported only for a model it runs."""
     path = resolve_model_path(path)
     if runtimes.is_exported(path):
         if bfloat16:
@@ -92,12 +88,25 @@ def load_model(path=None, bfloat16=False, runtime="tensorflow"):
             print(f"note: {problem}; running {path} in TensorFlow (re-export it with "
                   f"python export.py {path} --format onnx -o {os.path.splitext(path)[0]}.onnx "
                   "--overwrite)", file=sys.stderr)
+    keras = _import_keras()
     try:
         net = keras.models.load_model(path, compile=False)
     except Exception as error:  # h5py/keras raise many kinds for a bad file
         raise ModelError(f"cannot load model {path}: {runtimes.first_line(error)}") from None
     check_upscaler(net, path)
     return to_bfloat16(net) if bfloat16 else net
+
+
+def _import_keras():
+    """Keras with the project's layers registered, TensorFlow started quietly."""
+    import tfquiet
+
+    tfquiet.import_tensorflow()
+    import keras
+
+    import model as _registers_custom_layers  # noqa: F401
+
+    return keras
 
 
 def _load_exported(path):
@@ -141,7 +150,7 @@ def native_bfloat16():
 
 def to_bfloat16(net):
     """The same model computing in bfloat16 (mixed precision policy), same weights."""
-    import keras
+    keras = _import_keras()
 
     def clone(layer):
         config = layer.get_config()
@@ -155,10 +164,9 @@ def to_bfloat16(net):
 
 def model_scale(net):
     """The upscaling factor of a model (its output size / input size)."""
-    import model as models
-
     if isinstance(net, runtimes.Exported):
         return net.scale
+    import model as models
     for layer in net.layers:
         if isinstance(layer, models.DepthToSpace):
             return layer.block_size
@@ -172,10 +180,9 @@ _COMPILED = {}
 def _run(net, lr_float):
     """One forward pass.  A tf.function traced once for any image size: graph
     execution is ~1.5x faster than eager on CPU (benchmarks/inference.py)."""
-    import tensorflow as tf
-
     if isinstance(net, runtimes.Exported):
         return net.run(lr_float)
+    import tensorflow as tf
     forward = _COMPILED.get(id(net))
     if forward is None or forward[0] is not net:
         function = tf.function(lambda x: tf.cast(net(x, training=False), tf.float32),
@@ -269,9 +276,11 @@ def default_tile(net):
 
 
 def receptive_radius(net):
+    if isinstance(net, runtimes.Exported):
+        return net.radius
     import model as models
 
-    return net.radius if isinstance(net, runtimes.Exported) else models.receptive_radius(net)
+    return models.receptive_radius(net)
 
 
 def _as_float(piece):

@@ -64,7 +64,7 @@ OWN_OUTPUT = re.compile(r"_x\d+(_compare)?\.png$")
 
 def expand_inputs(inputs):
     """Files as given, folders as their image files (sorted, not recursive)."""
-    from data import IMAGE_EXTENSIONS
+    from images import IMAGE_EXTENSIONS
 
     files = []
     for item in inputs:
@@ -273,7 +273,7 @@ def busiest_window(image, size):
 # 1 KiB per LR pixel of a tile (overlap included) for its activations. Measured with
 # benchmarks/predict_large.py: three_conv 128/64 at tile 512 peaked at 1.16 GiB in all,
 # an 8x32 EDSR at tile 1216 at 2.43 GiB (2000x1500 input). ONNX Runtime's memory arena
-# keeps a region per tile shape: the same EDSR there peaked at 4.19 / 4.35 GiB on
+# keeps a region per tile shape: the same EDSR there peaked at 3.65 / 3.81 GiB on
 # 4000x3000 / 6000x4000 inputs (TensorFlow: 2.64 on 4000x3000), so it is counted double.
 BASE_MEMORY = 700 * 2**20
 TILE_BYTES_PER_PIXEL = 1024
@@ -455,10 +455,7 @@ def predict(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    import tfquiet
-
-    tfquiet.import_tensorflow()
-    import inference
+    import inference   # TensorFlow only if the model runs in it (quietly: tfquiet)
 
     try:
         failures = predict(args)

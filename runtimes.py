@@ -96,7 +96,9 @@ def _check_input(path, shape):
 
 
 def load_saved_model(path):
-    import tensorflow as tf
+    import tfquiet
+
+    tf = tfquiet.import_tensorflow()
 
     if not os.path.exists(os.path.join(path, "saved_model.pb")):
         raise RuntimeProblem(f"{path} is a folder but not a SavedModel (no saved_model.pb)")

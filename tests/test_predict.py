@@ -1,8 +1,9 @@
 import os
+import shutil
 
 import numpy as np
 import pytest
-from conftest import smooth_image
+from conftest import run_python, smooth_image
 from PIL import Image
 
 import images
@@ -343,3 +344,20 @@ def test_onnx_runtime_is_counted_with_its_arena(tmp_path):
     tflite_like = runtimes.Exported(str(tmp_path / "m.tflite"), "tflite", run, radius=4)
     assert predict.tile_bytes_per_pixel(onnx_like) == predict.ARENA_TILE_BYTES_PER_PIXEL
     assert predict.tile_bytes_per_pixel(tflite_like) == predict.TILE_BYTES_PER_PIXEL
+
+
+def test_an_onnx_model_runs_without_importing_tensorflow(net, model_path, tmp_path):
+    # TensorFlow's import is most of a one-photo run's start-up; ONNX Runtime needs none of it.
+    pytest.importorskip("onnxruntime")
+    import export
+
+    twin = os.path.splitext(model_path)[0] + "_twin.h5"
+    shutil.copy(model_path, twin)
+    export.export_model(net, os.path.splitext(twin)[0] + ".onnx", "onnx", source=twin)
+    source = _save(str(tmp_path / "x.png"), smooth_image(20, 24))
+    script = ("import sys, predict\n"
+              f"code = predict.main([{source!r}, '--model', {twin!r}, '-o', {str(tmp_path / 'y.png')!r}])\n"
+              "print('exit', code, 'tensorflow' in sys.modules)\n")
+    result = run_python(["-c", script])
+    assert "run by ONNX Runtime" in result.stdout, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("exit 0 False"), result.stdout + result.stderr[-2000:]

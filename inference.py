@@ -59,13 +59,16 @@ RUNTIME_HELP = ("auto: a .h5 model with its own ONNX export beside it (NAME.onnx
 
 def describe(path, net=None):
     """How the CLIs name the model they use: the shipped name, else the path; and
-    the ONNX export that runs it, if one does."""
+    the ONNX export that runs it, if one does, or bfloat16 if it computes in it."""
     label = path
     for name in SHIPPED:
         if os.path.abspath(path) == os.path.abspath(shipped_path(name)):
             label = f"{name} ({os.path.relpath(path)})"
     if isinstance(net, runtimes.Exported) and os.path.abspath(net.path) != os.path.abspath(path):
         label += f", run by ONNX Runtime from {os.path.relpath(net.path)}"
+    elif net is not None and not isinstance(net, runtimes.Exported) and any(
+            layer.dtype_policy.name == "mixed_bfloat16" for layer in net.layers):
+        label += ", computed in bfloat16"
     return label
 
 

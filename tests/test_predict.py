@@ -188,11 +188,13 @@ def test_compare_figure(model_path, tmp_path):
     assert figure.size[0] >= 800
 
 
-def test_bfloat16_option_stays_close(model_path, tmp_path):
+def test_bfloat16_option_stays_close(model_path, tmp_path, capsys):
     source = _save(str(tmp_path / "b.png"), smooth_image(20, 24))
     assert predict.main([source, "--model", model_path, "-o", str(tmp_path / "f.png")]) == 0
+    assert "computed in bfloat16" not in capsys.readouterr().out
     assert predict.main([source, "--model", model_path, "-o", str(tmp_path / "h.png"),
                          "--bfloat16"]) == 0
+    assert f"model: {model_path}, computed in bfloat16" in capsys.readouterr().out
     full = np.array(Image.open(tmp_path / "f.png")).astype(int)
     half = np.array(Image.open(tmp_path / "h.png")).astype(int)
     assert full.shape == half.shape

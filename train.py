@@ -113,7 +113,8 @@ def parse_args(argv=None):
         help="continue the run in --out from its last completed epoch (starts fresh if none)")
     add("--init-from", default=None, metavar="MODEL_H5",
         help="start from this trained model's weights (fine-tuning; same architecture, "
-             "or a shallower edsr of the same width: its missing blocks start as identities)")
+             "or a shallower edsr of the same width: its missing blocks start as identities; "
+             "read when the run starts, not on --resume)")
     add("--teacher", default=None, metavar="MODEL",
         help="distillation: a trained model (.h5 or a shipped model's name, e.g. edsr) whose "
              "outputs the model also learns to match")
@@ -588,7 +589,7 @@ def train(args):
         net = compile_model(args)
         net.optimizer.build(net.trainable_variables)
         teacher = load_teacher(args) if args.teacher else None
-    if args.init_from:
+    if args.init_from and not committed_state(args)[1]:   # resuming loads the run's own state
         start_from(net, args.init_from)
     if not chief:   # a cluster's other workers read the run folder, never write it
         return train_in_folder(args, net, dataset_fn, val_ds, strategy, chief=False,

@@ -156,6 +156,15 @@ def test_init_from_a_trained_model(demo_run, tmp_path, capsys):
     assert train.main(DEMO_ARGS + ["--epochs", "1", "--init-from", source, "--out", out]) == 0
     with open(os.path.join(out, "config.json")) as f:
         assert json.load(f)["settings"]["init_from"] == source
+    # Resuming continues from the run's own state: the --init-from file may be gone.
+    moved = str(tmp_path / "moved.h5")
+    os.rename(source, moved)
+    try:
+        assert train.main(DEMO_ARGS + ["--epochs", "2", "--init-from", source, "--out", out,
+                                       "--resume"]) == 0
+    finally:
+        os.rename(moved, source)
+    assert _epochs(out) == [1, 2]
     wider = str(tmp_path / "wider")
     assert train.main(DEMO_ARGS + ["--epochs", "1", "--widths", "16,8", "--init-from", source,
                                    "--out", wider]) == 2

@@ -36,8 +36,9 @@ def parse_args(argv=None):
              "three_conv_64x32: weights/NAME_x4.h5); default: the strongest shipped one")
     add("--tile", type=int, default=None,
         help="LR tile side in pixels (bounds memory; the result does not depend on it); "
-             "0 runs the whole image at once; default: 512, or 64 receptive radii for deep "
-             "models (1216 for edsr 8x32), whose overlap would otherwise cost more")
+             "0 runs the whole image at once; default: 512, or 28 receptive radii for deep "
+             "models (576 for edsr 8x32, 768 for 12x32), whose overlap would otherwise cost "
+             "more; tiles are split evenly")
     add("--overwrite", action="store_true", help="replace existing output files")
     add("--bfloat16", action="store_true",
         help="compute in bfloat16: about 2x faster on CPUs with AVX512_BF16/AMX, "
@@ -273,8 +274,9 @@ def busiest_window(image, size):
 # 1 KiB per LR pixel of a tile (overlap included) for its activations. Measured with
 # benchmarks/predict_large.py: three_conv 128/64 at tile 512 peaked at 1.16 GiB in all,
 # an 8x32 EDSR at tile 1216 at 2.43 GiB (2000x1500 input). ONNX Runtime's memory arena
-# keeps a region per tile shape: the same EDSR there peaked at 3.65 / 3.81 GiB on
-# 4000x3000 / 6000x4000 inputs (TensorFlow: 2.64 on 4000x3000), so it is counted double.
+# keeps a region per tile shape, so it is counted double: with tiles of every size it
+# reached 3.65 GiB for that EDSR on a 4000x3000 input (TensorFlow 2.64); with tiles split
+# evenly, 2.37 GiB for a 12x32 EDSR at tile 1024 (2.34 estimated at 1 KiB per pixel).
 BASE_MEMORY = 700 * 2**20
 TILE_BYTES_PER_PIXEL = 1024
 ARENA_TILE_BYTES_PER_PIXEL = 2048

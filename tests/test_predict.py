@@ -30,8 +30,8 @@ def model_path(net, tmp_path_factory):
 def test_default_tile_grows_with_the_receptive_radius(net):
     deep = models.edsr(4, blocks=8, width=32)          # radius 19
     assert inference.default_tile(net) == 512           # three_conv keeps 512
-    assert inference.default_tile(deep) == 1216         # 64 radii, a multiple of 64
-    assert inference.default_tile(models.edsr(4, blocks=16, width=8)) == 64 * 35
+    assert inference.default_tile(deep) == 576          # 28 radii, a multiple of 64
+    assert inference.default_tile(models.edsr(4, blocks=16, width=8)) == 1024   # radius 35
 
 
 @pytest.mark.parametrize("height,width,tile", [(37, 53, 16), (37, 53, 5), (20, 31, 9),
@@ -47,6 +47,27 @@ def test_tiled_equals_whole_image(net, height, width, tile):
     # Float round-off may flip a value lying exactly on a rounding boundary, nothing more.
     assert np.abs(whole8.astype(int) - tiled8.astype(int)).max() <= 1
     assert np.mean(whole8 != tiled8) < 1e-3
+
+
+@pytest.mark.parametrize("height,width,tile", [(3000, 4000, 768), (37, 53, 16), (20, 31, 9)])
+def test_tiles_are_near_equal_and_no_larger_than_asked(height, width, tile):
+    seen = []
+
+    def record(piece):
+        seen.append(piece.shape[:2])
+        return np.repeat(np.repeat(piece, 2, 0), 2, 1)
+
+    image = np.zeros((height, width, 1), np.uint8)
+    out = inference.tiled(record, image, 2, tile, overlap=0)
+    assert out.shape == (2 * height, 2 * width, 1)
+    assert len(seen) == inference.tile_count(image.shape, tile) == \
+        -(-height // tile) * -(-width // tile)
+    rows, cols = sorted({h for h, _ in seen}), sorted({w for _, w in seen})
+    assert rows[-1] <= tile and cols[-1] <= tile
+    # No thin remainder: every tile is within one tile-count of the largest.
+    assert rows[-1] - rows[0] < -(-height // tile) and cols[-1] - cols[0] < -(-width // tile)
+    if (height, width) == (3000, 4000):
+        assert seen[0] == (750, 667)
 
 
 def test_too_little_overlap_would_differ(net):
@@ -299,7 +320,7 @@ def test_memory_check_counts_the_tile_of_a_deep_model(tmp_path, monkeypatch):
     target = str(tmp_path / "out.png")
     predict.check_output_size(target, layout, 512, 4, radius=4)       # three_conv: fits
     with pytest.raises(images.ImageWriteError, match="needs about 2.5 GB of memory"):
-        predict.check_output_size(target, layout, 1216, 4, radius=19)  # EDSR's default tile
+        predict.check_output_size(target, layout, 1216, 4, radius=19)  # EDSR, a 1216 tile
     with pytest.raises(images.ImageWriteError, match="needs about 4.0 GB of memory"):
         predict.check_output_size(target, layout, 1216, 4, radius=19,  # run by ONNX Runtime
                                   per_pixel=predict.ARENA_TILE_BYTES_PER_PIXEL)

@@ -234,8 +234,9 @@ def tiled_bands(fn, image, scale, tile=None, overlap=4, convert=None, on_tile=No
 
 
 def _even_split(length, tile):
-    """The side of equal tiles, at most ``tile``, that cover ``length``: tiles of one
-    shape let ONNX Runtime reuse its memory, and no thin tile pays a whole overlap."""
+    """The side of the fewest near-equal tiles, at most ``tile``, that cover ``length``:
+    ONNX Runtime reuses its memory across same-shaped tiles, and no thin leftover tile
+    pays a whole overlap."""
     if not tile or tile >= length:
         return length
     return -(-length // -(-length // tile))

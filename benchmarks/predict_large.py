@@ -45,11 +45,13 @@ CHILD = ("import resource, runpy, sys\n"
          "          file=sys.stderr)\n")
 
 
-def run_predict(source, model=None, tile=None, bfloat16=False):
+def run_predict(source, model=None, tile=None, bfloat16=False, runtime=None):
     """(wall seconds, peak RSS in KiB, output path) of one predict.py process."""
     command = [sys.executable, "-c", CHILD, os.path.join(REPO, "predict.py"), source]
     if bfloat16:
         command.append("--bfloat16")
+    if runtime:
+        command += ["--runtime", runtime]
     if model:
         command += ["--model", model]
     if tile is not None:
@@ -73,10 +75,14 @@ def main(argv=None):
                         help="input file format")
     parser.add_argument("--bfloat16", action="store_true",
                         help="also time each size with predict.py --bfloat16")
+    parser.add_argument("--runtime", default=None,
+                        help="predict.py --runtime (default: its own, ONNX Runtime when the "
+                             "model ships its export)")
     args = parser.parse_args(argv)
     import images
 
-    print(f"cpu cores: {os.cpu_count()}, tile {args.tile or 'default'}")
+    print(f"cpu cores: {os.cpu_count()}, tile {args.tile or 'default'}, "
+          f"runtime {args.runtime or 'default'}")
     print(f"{'input':>11} {'output':>13} {'compute':>9} {'wall s':>7} {'out MP/s':>9} "
           f"{'peak RSS':>10}")
     for size in args.sizes:
@@ -85,7 +91,8 @@ def main(argv=None):
             with tempfile.TemporaryDirectory() as folder:
                 source = os.path.join(folder, f"photo.{args.format}")
                 make_photo(source, width, height)
-                wall, peak_kib, output = run_predict(source, args.model, args.tile, bfloat16)
+                wall, peak_kib, output = run_predict(source, args.model, args.tile, bfloat16,
+                                                         args.runtime)
                 out_width, out_height, _ = images.png_header(output)
             megapixels = out_width * out_height / 1e6
             print(f"{size:>11} {out_width:>6}x{out_height:<6} "

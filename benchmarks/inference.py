@@ -1,7 +1,7 @@
 """Inference throughput near the CPU's limit?  Output megapixels per second of
 every shipped model (an untrained 8x32 EDSR when none ships) on a large input,
-whole-image and tiled, in TensorFlow and in ONNX Runtime (what predict.py runs when the .h5 ships its
-ONNX export), beside bicubic upscaling by
+whole-image and tiled, in TensorFlow and in ONNX Runtime (what predict.py runs
+when the .h5 ships its ONNX export), beside bicubic upscaling by
 tf.image.resize, and the achieved GFLOP/s as a fraction of this machine's
 measured fp32 matmul GFLOP/s (a large tf.matmul, timed in the same run).
 

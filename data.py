@@ -436,14 +436,28 @@ def patches_per_visit(lr, lr_patch, patches_per_image):
     return tf.maximum(1, area // (2 * lr_patch * lr_patch))
 
 
+def degraded(degradation, scale, seed_offset=0):
+    """(hr, lr, seed) -> (hr, lr) with LR made anew from the HR patch by
+    ``degradation`` (degradations.Settings), or the pair as it is for None."""
+    if degradation is None:
+        return lambda hr, lr, seed: (hr, lr)
+    import degradations
+
+    return lambda hr, lr, seed: (hr, degradations.degrade(hr, seed + seed_offset, degradation,
+                                                          scale))
+
+
 def training_dataset(pairs, patch_size=64, scale=4, batch_size=16, patches_per_image=0,
-                     cache="", shuffle_images=1000, shuffle_patches=8192, seed=0):
+                     cache="", shuffle_images=1000, shuffle_patches=8192, seed=0,
+                     degradation=None):
     """Endless shuffled batches of (lr, hr) float32 patches in [0, 1].
 
     Decoded pairs are cached (``cache=""`` in memory, or a file prefix on disk)
     so PNG decoding and LR generation happen once; each visit to an image cuts
     ``patches_per_visit`` random aligned crops, each flipped/rotated at random,
     and patches from many images are mixed in a shuffle buffer (uint8, ~13 KB each).
+    With a ``degradation`` (degradations.Settings) each patch's LR is made from its
+    HR by Real-ESRGAN's model, with random draws of its own.
     """
     if patch_size % scale:
         raise ValueError(f"patch size {patch_size} is not a multiple of scale {scale}")
@@ -460,25 +474,38 @@ def training_dataset(pairs, patch_size=64, scale=4, batch_size=16, patches_per_i
                     num_parallel_calls=tf.data.AUTOTUNE)
                .unbatch())
     augment_seeds = tf.data.Dataset.random(seed=seed + 1).batch(2)
-    return (tf.data.Dataset.zip((patches, augment_seeds))
-            .map(lambda pair, s: augment(pair[0], pair[1], s), num_parallel_calls=tf.data.AUTOTUNE)
-            .shuffle(shuffle_patches, seed=seed)
+    shuffled = (tf.data.Dataset.zip((patches, augment_seeds))
+                .map(lambda pair, s: augment(pair[0], pair[1], s),
+                     num_parallel_calls=tf.data.AUTOTUNE)
+                .shuffle(shuffle_patches, seed=seed))
+    if degradation is not None:   # after the shuffle, so its buffer fills at crop speed
+        degrade = degraded(degradation, scale)
+        degrade_seeds = tf.data.Dataset.random(seed=seed + 2).batch(2)
+        shuffled = tf.data.Dataset.zip((shuffled, degrade_seeds)).map(
+            lambda pair, s: degrade(*pair, s), num_parallel_calls=tf.data.AUTOTUNE)
+    return (shuffled
             .batch(batch_size, drop_remainder=True)
             .map(lambda hr, lr: (_to_float(lr), _to_float(hr)), num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE))
 
 
-def validation_dataset(pairs, patch_size=128, scale=4, crops_per_image=8, batch_size=16):
+def validation_dataset(pairs, patch_size=128, scale=4, crops_per_image=8, batch_size=16,
+                       degradation=None):
     """Fixed crops (the same every epoch: seeds derive from the image index), as
-    float32 (lr, hr) batches, cached after the first pass."""
+    float32 (lr, hr) batches, cached after the first pass; with a ``degradation``
+    each crop's LR is degraded from a seed of its own (so also the same every epoch)."""
     def crops(index, item):
         seed = tf.stack([tf.constant(12345, tf.int64), index])
         return random_crops(item["hr"], item["lr"], seed, patch_size, scale, crops_per_image)
 
+    degrade = degraded(degradation, scale)
     return (pairs.filter(large_enough(patch_size, scale))
             .enumerate()
             .map(crops, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .unbatch()
+            .enumerate()
+            .map(lambda i, pair: degrade(*pair, tf.stack([tf.constant(54321, tf.int64), i])),
+                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .batch(batch_size)
             .map(lambda hr, lr: (_to_float(lr), _to_float(hr)))
             .cache()

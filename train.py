@@ -11,7 +11,6 @@ state.json only after the epoch's files are written, so a run killed at any
 moment (SIGKILL included) resumes from its last completed epoch.
 """
 
-import argparse
 import csv
 import glob
 import json
@@ -23,164 +22,25 @@ import time
 RUN_FILES = ("model.h5", "last.h5", "history.csv", "loss_curves.png", "config.json")
 HISTORY_FIELDS = ("epoch", "loss", "val_loss", "psnr", "val_psnr", "lr", "seconds")
 # Settings that must match when a run is resumed (epochs may be extended).
-RESUME_KEYS = ("data", "val_data", "model", "scale", "widths", "init", "steps_per_epoch",
-               "batch_size", "patch_size", "patches_per_image", "lr", "lr_schedule",
-               "lr_floor", "loss", "seed", "val_patch_size", "val_crops", "init_from",
-               "expand", "branches", "warmup_steps", "clip_norm", "blocks", "features",
-               "bfloat16", "chroma_weight", "rescale", "teacher", "teacher_weight")
-# What a run folder written before a setting existed used (so it still resumes).
-SETTING_DEFAULTS = {"expand": 0, "branches": [], "warmup_steps": 0, "clip_norm": 0.0,
-                    "blocks": 8, "features": 32, "bfloat16": False,
-                    "chroma_weight": None, "rescale": [1.0], "teacher": None,
-                    "teacher_weight": 0.5}
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description="Train an x4 super-resolution model (MSE + Adam by default).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add = parser.add_argument
-    add("--data", default="div2k",
-        help="training images: 'div2k' (tensorflow-datasets), a local DIV2K root, a benchmark "
-             "folder (HR/ + LR_bicubic_X4/), any folder of HR images, or 'demo'")
-    add("--val-data", default=None,
-        help="validation images (same kinds as --data); default: the validation split of "
-             "--data, or every 10th image of a folder with no splits. Given, a folder with "
-             "no splits trains on all its images (as the papers train on all of T91 + BSD200)")
-    add("--model", default="three_conv",
-        help="model name: three_conv (the seed's ESPCN-shaped network) or edsr (residual blocks)")
-    add("--scale", type=int, default=4, help="upscaling factor")
-    add("--widths", default="64,32", help="three_conv: widths of the first two convolutions")
-    add("--expand", type=int, default=0, metavar="WIDTH",
-        help="three_conv: train each convolution as a collapsible linear block (k x k conv to "
-             "WIDTH channels, then 1x1), merged into one convolution every step; 0 = plain. "
-             "model.h5 and last.h5 are always the plain three convolutions")
-    add("--branches", default="",
-        help="with --expand: extra linear branches per convolution, comma-separated from "
-             "1x1, sobel, laplacian (ECBSR's edge branches)")
-    add("--blocks", type=int, default=8, help="edsr: residual blocks")
-    add("--features", type=int, default=32, help="edsr: channels of every convolution")
-    add("--bfloat16", action="store_true",
-        help="mixed-precision training (bfloat16 compute, float32 weights); 1.5x faster "
-             "than float32 on CPUs with AVX512_BF16 or AMX. Elsewhere it implies --xla, "
-             "since TensorFlow's emulated bfloat16 convolution gradients are ~10x slower "
-             "without it (docs/performance.md). Saved models are float32")
-    add("--distribute", choices=("none", "mirrored", "multiworker"), default="none",
-        help="none: one device; mirrored: every local GPU (or --devices), one copy of the "
-             "model each; multiworker: a cluster described by TF_CONFIG "
-             "(docs/distributed.md). --batch-size stays the global batch, split across "
-             "replicas")
-    add("--devices", default="",
-        help="--distribute mirrored: comma-separated devices (e.g. /gpu:0,/gpu:1); "
-             "default every GPU")
-    add("--tensorboard", action="store_true",
-        help="also log loss, PSNR, learning rate and validation images to OUT/tensorboard")
-    add("--xla", action="store_true",
-        help="compile the training step with XLA (jit_compile); see docs/performance.md")
-    add("--init", default="glorot_uniform", help="kernel initializer (Keras name)")
-    add("--epochs", type=int, default=10, help="number of epochs")
-    add("--steps-per-epoch", type=int, default=1000, help="batches per epoch")
-    add("--batch-size", type=int, default=16, help="patches per batch")
-    add("--patch-size", type=int, default=64, help="HR patch side (LR patch = this / scale)")
-    add("--patches-per-image", type=int, default=0,
-        help="random crops cut from a cached image per visit; 0 = in proportion to its area "
-             "(one per 2 patch areas), which keeps PNG decoding far ahead of training")
-    add("--rescale", default="1", metavar="FACTORS",
-        help="also train on every training image downscaled by these factors, e.g. "
-             "1,0.9,0.8,0.7,0.6 (FSRCNN's augmentation of small training sets; MATLAB-style "
-             "bicubic, LR made from each smaller HR); 1 = the images as they are")
-    add("--lr", type=float, default=1e-3, help="Adam learning rate (peak, with a schedule)")
-    add("--lr-schedule", choices=("constant", "cosine"), default="constant",
-        help="learning-rate schedule over all epochs x steps")
-    add("--lr-floor", type=float, default=0.01,
-        help="cosine schedule: final learning rate as a fraction of --lr")
-    add("--warmup-steps", type=int, default=0,
-        help="cosine schedule: steps of linear warm-up from 0 to --lr before the decay")
-    add("--clip-norm", type=float, default=0.0,
-        help="clip each step's gradients to this global norm (0 = off); guards against "
-             "the loss spikes of large learning rates")
-    add("--loss", choices=("mse", "l1"), default="mse", help="pixel loss")
-    add("--chroma-weight", type=float, default=None, metavar="W",
-        help="take the loss in YCbCr (BT.601) with the Cb and Cr terms weighted by W "
-             "(e.g. 0.1): the shared features then serve luminance, which the benchmarks "
-             "score, as Y-only models do; default: the loss on RGB")
-    add("--val-patch-size", type=int, default=128, help="HR side of the fixed validation crops")
-    add("--val-crops", type=int, default=8, help="fixed validation crops per validation image")
-    add("--cache", default="",
-        help="where to cache decoded training images: '' keeps them in memory, else a file prefix")
-    add("--out", default="runs/three_conv_x4", help="run folder")
-    add("--resume", action="store_true",
-        help="continue the run in --out from its last completed epoch (starts fresh if none)")
-    add("--init-from", default=None, metavar="MODEL_H5",
-        help="start from this trained model's weights (fine-tuning; same architecture, "
-             "or a shallower edsr of the same width: its missing blocks start as identities; "
-             "read when the run starts, not on --resume)")
-    add("--teacher", default=None, metavar="MODEL",
-        help="distillation: a trained model (.h5 or a shipped model's name, e.g. edsr) whose "
-             "outputs the model also learns to match")
-    add("--teacher-weight", type=float, default=0.5, metavar="W",
-        help="with --teacher: the loss is (1 - W) x loss to HR + W x loss to the teacher's "
-             "output")
-    add("--seed", type=int, default=0, help="random seed (weights and patch sampling)")
-    add("--tfds-dir", default=None, help="tensorflow-datasets data_dir for --data div2k")
-    args = parser.parse_args(argv)
-    try:
-        args.widths = [int(w) for w in args.widths.split(",")]
-    except ValueError:
-        parser.error(f"--widths must be comma-separated integers, got {args.widths!r}")
-    import tfquiet
+    """The resolved settings (settings.TRAINING: defaults, --config file, flags)."""
+    import settings
 
-    # A cluster's strategy must be made before TensorFlow starts its devices.
-    tfquiet.import_tensorflow(start_devices=args.distribute != "multiworker")
-    import model as models
+    def prepare(args):
+        import tfquiet
 
-    try:
-        args.rescale = [float(f) for f in args.rescale.split(",")]
-    except ValueError:
-        parser.error(f"--rescale must be comma-separated numbers, got {args.rescale!r}")
-    if not all(0 < f <= 1 for f in args.rescale) or len(set(args.rescale)) < len(args.rescale):
-        parser.error("--rescale factors must be distinct, above 0 and at most 1")
-    args.branches = [b for b in args.branches.split(",") if b]
-    unknown = sorted(set(args.branches) - set(models.BRANCHES))
-    if unknown:
-        parser.error(f"--branches: unknown {', '.join(unknown)}; "
-                     f"choose from {', '.join(models.BRANCHES)}")
-    if args.expand < 0:
-        parser.error("--expand must be 0 (plain) or a positive width")
-    if args.branches and not args.expand:
-        parser.error("--branches needs --expand")
-    if args.expand and args.model != "three_conv":
-        parser.error("--expand applies to --model three_conv only")
-    if args.blocks < 1 or args.features < 1:
-        parser.error("--blocks and --features must be at least 1")
+        # A cluster's strategy must be made before TensorFlow starts its devices.
+        tfquiet.import_tensorflow(start_devices=args.distribute != "multiworker")
+
+    args = settings.parse(argv, "Train an x4 super-resolution model (MSE + Adam by default).",
+                          prepare)
     if args.bfloat16 and not args.xla:
         import inference
 
         # XLA rescues emulated bfloat16; where the CPU has it, oneDNN is faster alone.
         args.xla = not inference.native_bfloat16()
-    args.devices = [d for d in args.devices.split(",") if d]
-    if args.devices and args.distribute != "mirrored":
-        parser.error("--devices applies to --distribute mirrored")
-    if args.patches_per_image < 0:
-        parser.error("--patches-per-image must be 0 (auto) or positive")
-    if args.warmup_steps < 0 or args.clip_norm < 0:
-        parser.error("--warmup-steps and --clip-norm must be 0 (off) or positive")
-    if args.warmup_steps and args.lr_schedule != "cosine":
-        parser.error("--warmup-steps needs --lr-schedule cosine")
-    if not 0 < args.teacher_weight <= 1:
-        parser.error("--teacher-weight must be above 0 and at most 1")
-    if args.chroma_weight is not None and not 0 <= args.chroma_weight <= 10:
-        parser.error("--chroma-weight must be between 0 and 10")
-    for name in ("epochs", "steps_per_epoch", "batch_size", "patch_size", "val_crops", "scale"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.patch_size % args.scale or args.val_patch_size % args.scale:
-        parser.error("--patch-size and --val-patch-size must be multiples of --scale")
-    # PSNR shaves --scale pixels on each side; smaller patches would leave nothing to score.
-    for name in ("patch_size", "val_patch_size"):
-        if getattr(args, name) < 4 * args.scale:
-            parser.error(f"--{name.replace('_', '-')} must be at least 4 x --scale "
-                         f"({4 * args.scale}): PSNR shaves --scale pixels on each side")
     return args
 
 
@@ -189,11 +49,6 @@ class UsageError(Exception):
 
 
 # --------------------------------------------------------------------------- run folder
-
-def settings_of(args):
-    return {k: v for k, v in vars(args).items()
-            if k not in ("resume", "tfds_dir", "cache", "devices")}
-
 
 def library_versions():
     import keras
@@ -312,9 +167,9 @@ def _read_config(config_path):
 
 
 def _check_same_settings(args, saved):
-    differ = [f"--{k.replace('_', '-')} {saved['settings'].get(k)!r} (run) vs {v!r} (now)"
-              for k, v in settings_of(args).items()
-              if k in RESUME_KEYS and saved["settings"].get(k, SETTING_DEFAULTS.get(k)) != v]
+    import settings
+
+    differ = settings.resume_differences(saved["settings"], args)
     if differ:
         raise UsageError(f"cannot resume {args.out} with other settings: " + "; ".join(differ))
 
@@ -369,8 +224,11 @@ def prepare_run_folder(args):
         for name in set(existing) - {"config.json"}:
             os.remove(os.path.join(args.out, name))
         print(f"note: {args.out} has no completed epoch; starting the run over")
-    config = {"settings": settings_of(args), "versions": library_versions(),
-              "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": sys.argv}
+    import settings
+
+    config = {"settings": settings.recorded(args), "config_file": args.config_file,
+              "versions": library_versions(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+              "command": sys.argv}
     write_text(config_path, json.dumps(config, indent=2) + "\n")
     return 0, [], None
 
@@ -489,7 +347,10 @@ def completed_epochs(args):
 
 def build_datasets(args):
     import data
+    import degradations
 
+    degradation = degradations.settings_from(args.realesrgan) \
+        if args.degradation == "realesrgan" else None
     if args.data == "div2k":
         data.check_tfds_available(args.scale, args.tfds_dir)  # fail in seconds, not minutes
     if args.cache:
@@ -516,7 +377,7 @@ def build_datasets(args):
         raise data.DataError(f"no training image in {args.data} is at least {args.patch_size} "
                              "px on each side; lower --patch-size")
     val = data.validation_dataset(val_pairs, args.val_patch_size, args.scale, args.val_crops,
-                                  args.batch_size)
+                                  args.batch_size, degradation)
     batches = sum(1 for _ in val)  # also fills the validation cache
     if not batches:
         raise data.DataError(f"no validation image is at least {args.val_patch_size} px "
@@ -537,7 +398,8 @@ def build_datasets(args):
         cache = f"{args.cache}.{index}" if args.cache and count > 1 else args.cache
         return data.training_dataset(pairs, args.patch_size, args.scale,
                                      context.get_per_replica_batch_size(args.batch_size),
-                                     args.patches_per_image, cache=cache, seed=seed)
+                                     args.patches_per_image, cache=cache, seed=seed,
+                                     degradation=degradation)
 
     return training_batches, val.apply(tf.data.experimental.assert_cardinality(batches))
 
@@ -549,7 +411,7 @@ def compile_model(args):
     import model as models
 
     keras.utils.set_random_seed(args.seed)
-    options = {"kernel_initializer": args.init}
+    options = {"kernel_initializer": args.kernel_initializer}
     if args.model == "three_conv":
         options.update(widths=tuple(args.widths), expand=args.expand, branches=args.branches)
     elif args.model == "edsr":

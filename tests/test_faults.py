@@ -154,7 +154,7 @@ def test_a_second_process_cannot_resume_a_running_run(tmp_path, capsys):
 
 @pytest.mark.parametrize("flags,named", [
     (["--model", "nosuch"], "nosuch"),
-    (["--init", "nosuch"], "nosuch"),
+    (["--kernel-initializer", "nosuch"], "nosuch"),
     (["--widths", "16,8", "--init-from", "weights/three_conv_x4.h5"], "--init-from"),
     (["--init-from", "no/such.h5"], "no/such.h5"),
 ])

@@ -42,45 +42,17 @@ def is_chief(strategy):
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
-def per_patch_loss(name, chroma_weight=None):
-    """Mean over each patch of the squared or absolute error: shape (batch,).  Its
-    batch mean is exactly Keras' mean_squared_error / mean_absolute_error.  With a
-    ``chroma_weight`` the error is taken in YCbCr (BT.601, the space the benchmarks
-    score Y of) and the Cb, Cr terms are weighted by it."""
-    import tensorflow as tf
-
-    from metrics import YCBCR_ROWS
-
-    def loss(hr, sr):
-        error = tf.cast(sr, tf.float32) - hr
-        if chroma_weight is not None:
-            error = tf.einsum("bhwc,dc->bhwd", error, tf.constant(YCBCR_ROWS, tf.float32))
-        error = tf.square(error) if name == "mse" else tf.abs(error)
-        if chroma_weight is not None:
-            error *= tf.constant([1.0, chroma_weight, chroma_weight])
-        return tf.reduce_mean(error, axis=[1, 2, 3])
-
-    return loss
-
-
-def make_train_step(strategy, net, loss_fn, psnr_fn, global_batch, xla=False, teacher=None,
-                    teacher_weight=0.0):
+def make_train_step(strategy, net, loss_fn, psnr_fn, global_batch, xla=False):
     """One distributed step: each replica's share of the global batch, gradients
-    summed across replicas by the Keras optimizer.  Returns the global mean loss
-    and mean PSNR of the batch.  With a ``teacher`` model the loss is
-    ``(1 - teacher_weight) * loss(HR) + teacher_weight * loss(teacher's output)``
-    (distillation); PSNR is always against HR."""
+    summed across replicas by the Keras optimizer.  ``loss_fn(lr, hr, sr)`` gives
+    one loss per patch (losses.py).  Returns the global mean loss and mean PSNR of
+    the batch (PSNR always against HR)."""
     import tensorflow as tf
 
     def gradients(lr, hr):
-        soft = None if teacher is None else tf.cast(teacher(lr, training=False), tf.float32)
         with tf.GradientTape() as tape:
             sr = net(lr, training=True)
-            per_patch = loss_fn(hr, sr)
-            if soft is not None:
-                per_patch = ((1.0 - teacher_weight) * per_patch
-                             + teacher_weight * loss_fn(soft, sr))
-            loss = tf.nn.compute_average_loss(per_patch, global_batch_size=global_batch)
+            loss = tf.nn.compute_average_loss(loss_fn(lr, hr, sr), global_batch_size=global_batch)
         return tape.gradient(loss, net.trainable_variables), loss, tf.reduce_sum(psnr_fn(hr, sr))
 
     compute = tf.function(gradients, jit_compile=True) if xla else gradients
@@ -111,25 +83,24 @@ def evaluate(net, val_ds, loss_fn, psnr_fn):
     loss_sum = psnr_sum = count = 0.0
     for lr, hr in val_ds:
         sr = forward(lr)
-        loss_sum += float(tf.reduce_sum(loss_fn(hr, sr)))
+        loss_sum += float(tf.reduce_sum(loss_fn(lr, hr, sr)))
         psnr_sum += float(tf.reduce_sum(psnr_fn(hr, sr)))
         count += int(lr.shape[0])
     return loss_sum / count, psnr_sum / count
 
 
 def fit(strategy, net, dataset_fn, val_ds, *, epochs, steps_per_epoch, initial_epoch,
-        global_batch, loss, psnr_fn, callbacks, xla=False, verbose=True, chroma_weight=None,
-        teacher=None, teacher_weight=0.0):
+        global_batch, loss, psnr_fn, callbacks, xla=False, verbose=True):
     """Train ``net`` (built under ``strategy.scope()``) from ``initial_epoch`` to
-    ``epochs``.  ``dataset_fn(input_context)`` gives one input pipeline's batches
-    of per-replica size.  Returns False if a NaN or infinite loss stopped it."""
+    ``epochs`` on ``loss(lr, hr, sr)`` (per patch; losses.py).  ``dataset_fn(input_context)``
+    gives one input pipeline's batches of per-replica size.  Returns False if a NaN
+    or infinite loss stopped it."""
     import keras
 
-    loss_fn = per_patch_loss(loss, chroma_weight)
+    loss_fn = loss
     batches = strategy.distribute_datasets_from_function(dataset_fn)
     iterator = iter(batches)
-    step = make_train_step(strategy, net, loss_fn, psnr_fn, global_batch, xla, teacher,
-                           teacher_weight)
+    step = make_train_step(strategy, net, loss_fn, psnr_fn, global_batch, xla)
     for callback in callbacks:
         callback.set_model(net)
         callback.on_train_begin()

@@ -194,14 +194,10 @@ class ComparisonFigure:
             self.zoom.append(band[lo - row:hi - row, x0:x0 + size])
 
     def write(self, path):
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
         from matplotlib.patches import Rectangle
 
         import bicubic
-        from fileio import atomic_path
+        import figures
 
         lr8, scale, crop, top, left = self.lr8, self.scale, self.crop, self.top, self.left
         # Bicubic only around the crop (with margin for the kernel), not the whole image.
@@ -218,7 +214,8 @@ class ComparisonFigure:
             ("model", np.concatenate(self.zoom)),
         )
         step = self.step
-        fig = plt.figure(figsize=(12, 9))
+        fig, _ = figures.subplots(figsize=(12, 9))
+        fig.clf()
         overview = fig.add_subplot(2, 1, 1)
         overview.imshow(np.concatenate(self.overview))
         overview.add_patch(Rectangle((left * scale / step, top * scale / step), size / step,
@@ -232,9 +229,7 @@ class ComparisonFigure:
             axis.set_title(title)
             axis.axis("off")
         fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
-        plt.close(fig)
+        figures.save(fig, path)
 
 
 def write_comparison(path, lr_rgb, sr, scale, crop=None):

@@ -78,6 +78,7 @@ def loop_against_fit(steps, widths=(128, 64), batch=16):
     import tensorflow as tf
 
     import distribute
+    import losses
     import metrics
     import model as models
 
@@ -104,7 +105,8 @@ def loop_against_fit(steps, widths=(128, 64), batch=16):
             else:
                 distribute.fit(tf.distribute.get_strategy(), net, batches, val, epochs=1,
                                steps_per_epoch=count, initial_epoch=0, global_batch=batch,
-                               loss="mse", psnr_fn=psnr, callbacks=[], verbose=False)
+                               loss=losses.pixel("mse"), psnr_fn=psnr, callbacks=[],
+                               verbose=False)
             seconds.append(time.perf_counter() - started)
         rates[name] = steps * batch / seconds[-1]
     return rates

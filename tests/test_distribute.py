@@ -33,7 +33,7 @@ def test_mirrored_on_two_devices_equals_one_device_and_trains(tmp_path):
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         import keras, numpy as np
-        import distribute, metrics, model as models, train
+        import distribute, losses, metrics, model as models, train
 
         rng = np.random.default_rng(0)
         lr = rng.uniform(size=(48, 8, 8, 3)).astype(np.float32)
@@ -51,7 +51,7 @@ def test_mirrored_on_two_devices_equals_one_device_and_trains(tmp_path):
                 net.compile(keras.optimizers.Adam(1e-3), "mse")
                 net.optimizer.build(net.trainable_variables)
             distribute.fit(strategy, net, batches, val, epochs=1, steps_per_epoch=3,
-                           initial_epoch=0, global_batch=16, loss="mse",
+                           initial_epoch=0, global_batch=16, loss=losses.pixel("mse"),
                            psnr_fn=metrics.make_psnr_y_metric(4), callbacks=[], verbose=False)
             weights.append(net.get_weights())
             print("replicas", strategy.num_replicas_in_sync)
@@ -164,53 +164,3 @@ def test_tensorboard_event_files_hold_scalars_and_images(tmp_path):
         history = list(csv.DictReader(f))
     last_val_psnr = float(tf.make_ndarray(events.Tensors("val_psnr")[-1].tensor_proto))
     assert abs(last_val_psnr - float(history[-1]["val_psnr"])) < 1e-3
-
-
-def test_per_patch_loss_in_ycbcr_weights_chroma():
-    import numpy as np
-
-    import distribute
-    from metrics import YCBCR_ROWS
-
-    rng = np.random.default_rng(0)
-    hr = rng.random((2, 5, 6, 3)).astype(np.float32)
-    sr = rng.random((2, 5, 6, 3)).astype(np.float32)
-    rgb = distribute.per_patch_loss("mse")(hr, sr).numpy()
-    np.testing.assert_allclose(rgb, ((sr - hr) ** 2).mean(axis=(1, 2, 3)), rtol=1e-5)
-    ycc = (sr - hr).astype(np.float64) @ YCBCR_ROWS.T
-    for name, power in (("mse", 2), ("l1", 1)):
-        expected = (np.abs(ycc) ** power * [1, 0.1, 0.1]).mean(axis=(1, 2, 3))
-        got = distribute.per_patch_loss(name, chroma_weight=0.1)(hr, sr).numpy()
-        np.testing.assert_allclose(got, expected, rtol=1e-5)
-    # An error of pure chroma (no luminance change) costs nothing at weight 0.
-    chroma_only = np.linalg.solve(YCBCR_ROWS, [0.0, 0.05, -0.03]).astype(np.float32)
-    zero = distribute.per_patch_loss("mse", chroma_weight=0.0)(hr, hr + chroma_only).numpy()
-    np.testing.assert_allclose(zero, 0, atol=1e-9)
-
-
-def test_distillation_loss_mixes_hr_and_teacher_targets():
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    import distribute
-    import metrics
-    import model as models
-
-    keras.utils.set_random_seed(0)
-    student = models.three_conv(4, widths=(8, 8))
-    teacher = models.three_conv(4, widths=(8, 4))
-    student.compile(optimizer=keras.optimizers.Adam(1e-3))
-    rng = np.random.default_rng(0)
-    lr = rng.uniform(size=(4, 8, 8, 3)).astype(np.float32)
-    hr = rng.uniform(size=(4, 32, 32, 3)).astype(np.float32)
-    loss_fn = distribute.per_patch_loss("l1")
-    sr = student(lr)
-    expected = float(tf.reduce_mean(0.3 * loss_fn(hr, sr) + 0.7 * loss_fn(teacher(lr), sr)))
-    hr_psnr = float(tf.reduce_mean(metrics.make_psnr_y_metric(4)(hr, sr)))
-    step = distribute.make_train_step(tf.distribute.get_strategy(), student, loss_fn,
-                                      metrics.make_psnr_y_metric(4), 4, teacher=teacher,
-                                      teacher_weight=0.7)
-    loss, psnr = step(iter(tf.data.Dataset.from_tensors((lr, hr)).repeat()))
-    assert float(loss) == pytest.approx(expected, rel=1e-5)
-    assert float(psnr) == pytest.approx(hr_psnr, rel=1e-5)      # PSNR stays against HR

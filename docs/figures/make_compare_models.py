@@ -60,23 +60,16 @@ def panels(folder, name, models, crop=None, scale=4):
 
 
 def draw(figure_panels, title, path):
-    import matplotlib
+    import figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from fileio import atomic_path
-
-    fig, axes = plt.subplots(1, len(figure_panels), figsize=(3.2 * len(figure_panels), 3.6))
+    fig, axes = figures.subplots(1, len(figure_panels), figsize=(3.2 * len(figure_panels), 3.6))
     for axis, (label, crop) in zip(axes, figure_panels):
         axis.imshow(crop, interpolation="nearest")
         axis.set_title(label, fontsize=10)
         axis.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    figures.save(fig, path)
 
 
 def main(argv=None):

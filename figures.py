@@ -1,0 +1,24 @@
+"""Figures drawn off-screen and saved atomically (run curves, --compare, docs figures)."""
+
+
+def subplots(*args, **kwargs):
+    """matplotlib's subplots on the off-screen Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(*args, **kwargs)
+
+
+def save(fig, path, dpi=100):
+    """Write ``fig`` as a PNG at ``path`` atomically, then close it."""
+    import matplotlib.pyplot as plt
+
+    from fileio import atomic_path
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)

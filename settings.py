@@ -128,6 +128,9 @@ TRAINING = (
     # optimization
     S("epochs", 10, "number of epochs (may grow on --resume)", kind="int", check=at_least(1),
       resume=False),
+    S("stop_after", 0, "stop after this epoch although the schedule runs over --epochs (how "
+      "the legs of the shipped edsr were cut short); 0 = train every epoch", kind="int",
+      check=non_negative("0 (off) or positive"), resume=False),
     S("steps_per_epoch", 1000, "batches per epoch", kind="int", check=at_least(1)),
     S("batch_size", 16, "patches per batch (the global batch under --distribute)", kind="int",
       check=at_least(1)),
@@ -263,8 +266,8 @@ def make_parser(description):
     for s in TRAINING:
         if not s.cli:
             continue
-        text = s.help + ("" if s.default in (None, "", [], False) else f" (default: "
-                         f"{','.join(map(str, s.default)) if isinstance(s.default, list) else s.default})")
+        shown = ",".join(map(str, s.default)) if isinstance(s.default, list) else s.default
+        text = s.help + ("" if s.default in (None, "", [], False) else f" (default: {shown})")
         options = {"default": argparse.SUPPRESS, "help": text, "dest": s.name}
         if s.kind == "bool":
             options["action"] = argparse.BooleanOptionalAction

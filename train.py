@@ -125,6 +125,11 @@ def compile_model(args):
     return net
 
 
+def last_epoch(args):
+    """Where this run stops: --epochs, or --stop-after within a longer schedule."""
+    return min(args.epochs, args.stop_after or args.epochs)
+
+
 def train(args):
     """Run (or resume) training; returns the history rows."""
     import distribute
@@ -157,7 +162,7 @@ def train(args):
         if weights:
             net.load_weights(weights[runfolder.MAIN])
             print(f"resuming {args.out} after epoch {epoch}")
-        if epoch >= args.epochs:
+        if epoch >= last_epoch(args):
             print(f"{args.out} already finished {epoch} epochs")
             return history
         callbacks = []
@@ -170,7 +175,7 @@ def train(args):
                 callbacks.append(tensorboard_log.TensorBoardLog(
                     os.path.join(args.out, "tensorboard"), val_ds, args.scale))
         finished = distribute.fit(
-            strategy, net, dataset_fn, val_ds, epochs=args.epochs,
+            strategy, net, dataset_fn, val_ds, epochs=last_epoch(args),
             steps_per_epoch=args.steps_per_epoch, initial_epoch=epoch,
             global_batch=args.batch_size, loss=losses.from_settings(args, teacher),
             psnr_fn=metrics.make_psnr_y_metric(args.scale), callbacks=callbacks, xla=args.xla,
@@ -180,7 +185,7 @@ def train(args):
             os.close(lock)
     if not chief:
         return history
-    if finished and history and history[-1]["epoch"] == args.epochs:
+    if finished and history and history[-1]["epoch"] == last_epoch(args):
         best = max(r["val_psnr"] for r in history)
         print(f"done: {args.out}/model.h5 (best val PSNR-Y {best:.2f} dB "
               f"on float outputs, {args.scale}-px shave)")

@@ -1,21 +1,11 @@
-"""Image pairs for x4 super-resolution, and the tf.data pipelines over them.
+"""tf.data pipelines of image pairs for x4 super-resolution.
 
-One string, ``--data`` in every CLI, names a source:
-
-* ``div2k``: tensorflow-datasets ``div2k/bicubic_x4`` (train / validation).
-* a local DIV2K root in the official layout (``DIV2K_train_HR/0001.png`` with
-  ``DIV2K_train_LR_bicubic/X4/0001x4.png``, ``DIV2K_valid_HR`` likewise).
-* a benchmark set folder: ``HR/`` and ``LR_bicubic_X4/`` with matching names.
-* any folder of HR images (searched recursively): HR is cropped to a multiple
-  of the scale and LR is made by MATLAB-compatible bicubic (bicubic.py).
-* ``demo``: photographs that ship inside scikit-image, so that training runs on
-  a fresh machine with no download.
-
-Every source becomes a ``tf.data.Dataset`` of ``{"name", "hr", "lr", "gray"}``
-with uint8 RGB images, HR exactly ``scale`` times LR, and ``gray`` telling
-whether the HR file was grayscale (the field scores those on their one channel).
+The sources that ``--data`` names, and their files, are sources.py's; here they
+become ``tf.data.Dataset``s of ``{"name", "hr", "lr", "gray"}`` with uint8 RGB
+images, HR exactly ``scale`` times LR, and ``gray`` telling whether the HR file
+was grayscale (the field scores those on their one channel).
 ``training_dataset`` and ``validation_dataset`` turn that into float32 patch
-batches in [0, 1].
+batches in [0, 1], with LR made by bicubic or by Real-ESRGAN's degradations.
 """
 
 import os
@@ -26,24 +16,13 @@ import numpy as np
 import tensorflow as tf
 
 import bicubic
-from images import IMAGE_EXTENSIONS
+from sources import (DataError, SPLITS, plan, source_kind,  # noqa: F401  (used by the CLIs)
+                     source_name)
 
 # Formats that tf.io.decode_image reads natively (faster, in parallel); others go through Pillow.
 _TF_DECODABLE = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 TFDS_NAME_TEMPLATE = "div2k/bicubic_x{scale}"
-
-# Real photographs shipped in scikit-image's wheel (no download), split so the
-# validation images are never trained on.
-DEMO_TRAIN = ("astronaut", "coffee", "rocket", "hubble_deep_field", "retina",
-              "immunohistochemistry", "motorcycle_left")
-DEMO_VALIDATION = ("chelsea", "camera")
-
-SPLITS = ("train", "validation")
-
-
-class DataError(Exception):
-    """A data source that cannot be used; the message is meant for the user."""
 
 
 # --------------------------------------------------------------------------- decoding
@@ -100,77 +79,6 @@ def _align(hr, lr, scale):
 
 # --------------------------------------------------------------------------- sources
 
-def _list_images(folder, recursive=False):
-    found = []
-    if recursive:
-        for root, dirs, files in os.walk(folder):
-            dirs.sort()
-            found += [os.path.join(root, f) for f in sorted(files)
-                      if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")]
-    else:
-        found = [os.path.join(folder, f) for f in sorted(os.listdir(folder))
-                 if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")]
-    return found
-
-
-def _stem(path):
-    return os.path.splitext(os.path.basename(path))[0]
-
-
-def _div2k_local_pairs(root, split, scale):
-    tag = "train" if split == "train" else "valid"
-    hr_dir = os.path.join(root, f"DIV2K_{tag}_HR")
-    lr_dir = os.path.join(root, f"DIV2K_{tag}_LR_bicubic", f"X{scale}")
-    if not os.path.isdir(hr_dir):
-        return None
-    pairs = []
-    for hr_path in _list_images(hr_dir):
-        name = _stem(hr_path)
-        lr_path = os.path.join(lr_dir, f"{name}x{scale}{os.path.splitext(hr_path)[1]}")
-        if not os.path.isfile(lr_path):
-            raise DataError(f"{hr_path} has no LR image: expected {lr_path}")
-        pairs.append((name, hr_path, lr_path))
-    return pairs
-
-
-def _benchmark_pairs(folder, scale):
-    hr_dir = os.path.join(folder, "HR")
-    lr_dir = os.path.join(folder, f"LR_bicubic_X{scale}")
-    lr_by_stem = {_stem(p): p for p in _list_images(lr_dir)}
-    pairs = []
-    for hr_path in _list_images(hr_dir):
-        name = _stem(hr_path)
-        if name not in lr_by_stem:
-            raise DataError(f"{hr_path} has no LR image in {lr_dir}")
-        pairs.append((name, hr_path, lr_by_stem[name]))
-    return pairs
-
-
-def source_kind(data, scale=4, flag="--data"):
-    """Classify a --data value: 'tfds', 'demo', 'div2k_local', 'benchmark' or 'hr_folder'."""
-    if data == "div2k":
-        return "tfds"
-    if data == "demo":
-        return "demo"
-    if not os.path.exists(data):
-        raise DataError(f"{flag} {data!r}: no such folder (expected 'div2k', 'demo' or a folder)")
-    if not os.path.isdir(data):
-        raise DataError(f"{flag} {data!r} is a file; give a folder of images")
-    if any(os.path.isdir(os.path.join(data, f"DIV2K_{t}_HR")) for t in ("train", "valid")):
-        return "div2k_local"
-    if os.path.isdir(os.path.join(data, "HR")) and os.path.isdir(
-            os.path.join(data, f"LR_bicubic_X{scale}")):
-        return "benchmark"
-    return "hr_folder"
-
-
-def source_name(data):
-    """Short name for tables: the folder name, or 'div2k' / 'demo'."""
-    if data in ("div2k", "demo"):
-        return data
-    return os.path.basename(os.path.normpath(data))
-
-
 def _file_pairs_dataset(pairs, scale):
     names = [p[0] for p in pairs]
     hr_paths = [p[1] for p in pairs]
@@ -196,34 +104,6 @@ def _hr_only_dataset(names, hr_dataset, scale):
         return {"name": name, "hr": hr, "lr": _downscale_op(hr, scale), "gray": gray}
 
     return ds.map(make_pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-
-
-def _demo_images(split):
-    import skimage.data
-
-    names = DEMO_TRAIN if split == "train" else DEMO_VALIDATION
-    images = []
-    for name in names:
-        if name == "motorcycle_left":
-            image = skimage.data.stereo_motorcycle()[0]
-        else:
-            image = getattr(skimage.data, name)()
-        gray = image.ndim == 2
-        if gray:
-            image = np.repeat(image[..., None], 3, axis=-1)
-        images.append((np.ascontiguousarray(image[..., :3], dtype=np.uint8), gray))
-    return list(names), images
-
-
-def _holdout(items, split, every=10):
-    """Deterministic split of a source with no splits of its own: every
-    ``every``-th item (sorted order) is validation, the rest training."""
-    if len(items) < 2:
-        return items
-    val = items[every // 2::every] or items[-1:]
-    if split == "validation":
-        return val
-    return [i for i in items if i not in val]
 
 
 def check_tfds_available(scale=4, data_dir=None):
@@ -262,99 +142,28 @@ def _tfds_dataset(split, scale, data_dir=None):
     return ds.enumerate().map(to_pair, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def check_images(paths):
-    """Stop on the first file that is not a readable image, naming it (Pillow reads
-    headers and, for PNG, checks every chunk's CRC: a fraction of a decode's cost).
-    Returns each path's (width, height)."""
-    from PIL import Image
-
-    import images
-
-    Image.MAX_IMAGE_PIXELS = images.MAX_PIXELS
-    sizes = {}
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                sizes[path] = image.size
-                image.verify()
-        except Exception as error:  # Pillow raises many kinds for a bad file
-            detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise DataError(f"{path}: not a readable image ({detail}); remove or replace it")
-    return sizes
-
-
-def check_pairs(pairs, scale):
-    """Every HR must be ``scale`` times its LR (up to a remainder below ``scale``)."""
-    sizes = check_images([path for pair in pairs for path in pair[1:]])
-    for _, hr_path, lr_path in pairs:
-        (hr_w, hr_h), (lr_w, lr_h) = sizes[hr_path], sizes[lr_path]
-        if not (0 <= hr_w - scale * lr_w < scale and 0 <= hr_h - scale * lr_h < scale):
-            raise DataError(f"{lr_path} is {lr_w}x{lr_h}, not 1/{scale} of its HR {hr_path} "
-                            f"({hr_w}x{hr_h})")
-
-
-def _shard(items, shard):
-    """Every ``count``-th item from ``index`` on: one input pipeline's share."""
-    if shard is None:
-        return items
-    count, index = shard
-    return items[index::count]
-
-
 def pair_dataset(data, split="train", scale=4, holdout=True, tfds_data_dir=None, flag="--data",
                  shard=None):
-    """A tf.data.Dataset of {"name", "hr", "lr", "gray"} (uint8 RGB, HR = scale x LR).
-
-    For sources with no splits of their own (benchmark and HR folders),
-    ``holdout=True`` keeps every 10th image for "validation" and the rest for
-    "train"; ``holdout=False`` gives every image whatever the split.
-    ``shard=(count, index)`` keeps every count-th image from index on, chosen
-    before anything is read, so each of ``count`` input pipelines (tf.distribute
-    workers) decodes only its own share.
-    """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}")
-    kind = source_kind(data, scale, flag)
-    if kind == "tfds":
+    """A tf.data.Dataset of {"name", "hr", "lr", "gray"} (uint8 RGB, HR = scale x LR)
+    of one split of a source; ``holdout`` and ``shard`` as in sources.plan."""
+    files = plan(data, split, scale, holdout, flag, shard)
+    if files.kind == "tfds":
         if shard:
             import tensorflow_datasets as tfds
 
             split = tfds.even_splits(split, n=shard[0])[shard[1]]
         return _tfds_dataset(split, scale, tfds_data_dir)
-    if kind == "demo":
-        names, images = _demo_images(split)
-        names, images = _shard(names, shard), _shard(images, shard)
+    if files.kind == "demo":
+        names, images = files.demo
         hr = tf.data.Dataset.from_generator(
             lambda: iter(images), output_signature=(tf.TensorSpec([None, None, 3], tf.uint8),
                                                     tf.TensorSpec([], tf.bool)))
-        return _hr_only_dataset(names, hr, scale)
-    if kind == "div2k_local":
-        pairs = _div2k_local_pairs(data, split, scale)
-        if pairs is None:
-            tag = "train" if split == "train" else "valid"
-            raise DataError(f"{data} has no DIV2K_{tag}_HR folder for the {split} split")
-    elif kind == "benchmark":
-        pairs = _benchmark_pairs(data, scale)
-    else:
-        paths = _list_images(data, recursive=True)
-        if holdout:
-            paths = _holdout(paths, split)
-        if not paths:
-            raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {data}")
-        paths = _shard(paths, shard)
-        check_images(paths)
-        # Names keep sub-folders so that T91/t1 and BSD200/t1 cannot collide.
-        names = [os.path.splitext(os.path.relpath(p, data))[0] for p in paths]
-        hr = tf.data.Dataset.from_tensor_slices(paths).map(
+        return _hr_only_dataset(list(names), hr, scale)
+    if files.kind == "hr":
+        hr = tf.data.Dataset.from_tensor_slices([p for _, p in files.hr]).map(
             _decode_file, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return _hr_only_dataset(names, hr, scale)
-    if kind == "benchmark" and holdout:
-        pairs = _holdout(pairs, split)
-    if not pairs:
-        raise DataError(f"no image pairs found in {data}")
-    pairs = _shard(pairs, shard)
-    check_pairs(pairs, scale)
-    return _file_pairs_dataset(pairs, scale)
+        return _hr_only_dataset([n for n, _ in files.hr], hr, scale)
+    return _file_pairs_dataset(files.pairs, scale)
 
 
 def rescaled_pairs(pairs, factors, scale=4):

@@ -73,28 +73,45 @@ def score_image(net, hr, lr, scale, gray=False, with_rgb=False):
     return row, sr
 
 
+def source_pairs(source, scale, limit=None, tfds_dir=None):
+    """The image pairs of one --data source (its validation split where it has splits),
+    read with NumPy (only tensorflow-datasets' DIV2K needs TensorFlow), and how many."""
+    import itertools
+
+    import sources
+
+    files = sources.plan(source, "validation", scale, holdout=False)
+    if files.kind != "tfds":
+        count = len(files.pairs) + len(files.hr) + len(files.demo[0])
+        return itertools.islice(sources.read_pairs(files, scale), limit), min(count, limit or count)
+    import tfquiet
+
+    tfquiet.import_tensorflow()
+    import data
+
+    pairs = data.pair_dataset(source, "validation", scale, holdout=False, tfds_data_dir=tfds_dir)
+    return (pairs.take(limit) if limit else pairs).as_numpy_iterator(), limit
+
+
 def evaluate_source(net, source, scale, limit=None, with_rgb=False, save_dir=None,
                     tfds_dir=None):
     """Per-image rows for one --data source (its validation split where it has splits)."""
     from tqdm import tqdm
 
-    import data
+    import sources
     from images import write_png
 
-    pairs = data.pair_dataset(source, "validation", scale, holdout=False, tfds_data_dir=tfds_dir)
-    if limit:
-        pairs = pairs.take(limit)
-    set_name = data.source_name(source)
+    set_name = sources.source_name(source)
     rows = []
-    for item in tqdm(pairs.as_numpy_iterator(), desc=set_name, unit="img",
-                     total=limit, leave=False):
-        name = item["name"].decode()
+    pairs, count = source_pairs(source, scale, limit, tfds_dir)
+    for item in tqdm(pairs, desc=set_name, unit="img", total=count, leave=False):
+        name = item["name"].decode() if isinstance(item["name"], bytes) else item["name"]
         row, sr = score_image(net, item["hr"], item["lr"], scale, bool(item["gray"]), with_rgb)
         rows.append({"set": set_name, "name": name, **row})
         if save_dir:
             write_png(os.path.join(save_dir, set_name, f"{name}.png"), sr)
     if not rows:
-        raise data.DataError(f"no images in {source}")
+        raise sources.DataError(f"no images in {source}")
     return set_name, rows
 
 
@@ -190,22 +207,23 @@ def evaluate(args):
 
 
 def main(argv=None):
+    """Scores; TensorFlow is imported only for a model or data source that needs it
+    (a .h5 run by Keras, tensorflow-datasets' DIV2K)."""
     args = parse_args(argv)
-    import tfquiet
-
-    tfquiet.import_tensorflow()
-    import data
     import inference
-
-    import tensorflow as tf
+    import sources
+    from messages import first_line
 
     try:
         evaluate(args)
-    except (data.DataError, inference.ModelError, OutputExists) as error:
+    except (sources.DataError, inference.ModelError, OutputExists) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except tf.errors.OpError as error:  # an unreadable or mismatched image inside tf.data
-        print(f"error: {error.message.splitlines()[0]}", file=sys.stderr)
+    except Exception as error:
+        tf = sys.modules.get("tensorflow")
+        if tf is None or not isinstance(error, tf.errors.OpError):
+            raise
+        print(f"error: {first_line(error.message)}", file=sys.stderr)  # an image inside tf.data
         return 2
     return 0
 

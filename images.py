@@ -34,6 +34,42 @@ class ImageReadError(Exception):
     """A file that is not a readable image; the message is one line for the user."""
 
 
+def list_images(folder, recursive=False):
+    """The image files of a folder (IMAGE_EXTENSIONS, not hidden), sorted; sub-folders
+    too, depth first in sorted order, with ``recursive``."""
+    def images_in(root, names):
+        return [os.path.join(root, f) for f in sorted(names)
+                if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")]
+
+    if not recursive:
+        return images_in(folder, [f for f in os.listdir(folder)
+                                  if os.path.isfile(os.path.join(folder, f))])
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        found += images_in(root, files)
+    return found
+
+
+def image_size(path, verify=False):
+    """(width, height) from the file's header, before any decoding (so a huge image can
+    be refused first); ``verify`` also checks the file's structure (PNG: every chunk's
+    CRC), a fraction of a decode's cost.  ImageReadError if it is not an image."""
+    from PIL import Image
+
+    from messages import first_line
+
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    try:
+        with Image.open(path) as image:
+            size = image.size
+            if verify:
+                image.verify()
+        return size
+    except Exception as error:  # Pillow raises many kinds for a bad file
+        raise ImageReadError(f"{path}: not a readable image ({first_line(error)})") from None
+
+
 @dataclasses.dataclass
 class UserImage:
     rgb: np.ndarray            # float32 (H, W, 3) in [0, 1] (or uint8: read_image's keep_8bit)
@@ -130,8 +166,9 @@ def read_image(path, keep_8bit=False):
             return UserImage(rgb, alpha, gray, 8)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError,
             SyntaxError, struct.error) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ImageReadError(f"{path}: not a readable image ({reason})") from None
+        from messages import first_line
+
+        raise ImageReadError(f"{path}: not a readable image ({first_line(error)})") from None
 
 
 def luma(rgb):

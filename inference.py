@@ -9,6 +9,7 @@ import sys
 import numpy as np
 
 import runtimes
+from messages import first_line
 from images import to_uint8
 
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -95,7 +96,7 @@ def load_model(path=None, bfloat16=False, runtime="tensorflow"):
     try:
         net = keras.models.load_model(path, compile=False)
     except Exception as error:  # h5py/keras raise many kinds for a bad file
-        raise ModelError(f"cannot load model {path}: {runtimes.first_line(error)}") from None
+        raise ModelError(f"cannot load model {path}: {first_line(error)}") from None
     check_upscaler(net, path)
     return to_bfloat16(net) if bfloat16 else net
 
@@ -132,7 +133,7 @@ def check_upscaler(net, path):
     try:
         out = net(np.zeros((1, 8, 12, 3), np.float32), training=False)
     except Exception as error:  # whatever the layers raise for an 8x12 probe
-        refuse(f"it fails on an 8x12 image ({runtimes.first_line(error)})")
+        refuse(f"it fails on an 8x12 image ({first_line(error)})")
     shape = tuple(out.shape)
     if len(shape) != 4 or shape[-1] != 3 or shape[1] % 8 or shape[1] // 8 < 1 \
             or shape[1] * 12 != shape[2] * 8:

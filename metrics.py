@@ -9,7 +9,6 @@ Grayscale images are scored as they are.
 """
 
 import numpy as np
-import tensorflow as tf
 
 CONVENTION = ("PSNR/SSIM on Y (ITU-R BT.601, MATLAB rgb2ycbcr), {scale}-pixel border shaved, "
               "8-bit outputs; SSIM 11x11 Gaussian (sigma 1.5), K1=0.01, K2=0.03; "
@@ -99,6 +98,8 @@ _MSE_FLOOR = (1.0 / 255.0) ** 2 / 12.0
 def make_psnr_y_metric(scale):
     """Keras metric: PSNR on shaved Y of [0, 1] RGB batches (float, not rounded to
     8 bits), per patch at most 58.9 dB (the PSNR of 8-bit rounding alone)."""
+    import tensorflow as tf
+
     weights = tf.constant(_Y_WEIGHTS, tf.float32)
 
     def psnr(y_true, y_pred):

@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 
+from fileio import can_write_in
 from inference import RUNTIME_HELP, RUNTIMES
 
 MIN_TILE = 32
@@ -65,14 +66,12 @@ OWN_OUTPUT = re.compile(r"_x\d+(_compare)?\.png$")
 
 def expand_inputs(inputs):
     """Files as given, folders as their image files (sorted, not recursive)."""
-    from images import IMAGE_EXTENSIONS
+    from images import list_images
 
     files = []
     for item in inputs:
         if os.path.isdir(item):
-            found = [os.path.join(item, f) for f in sorted(os.listdir(item))
-                     if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")
-                     and not OWN_OUTPUT.search(f)]
+            found = [f for f in list_images(item) if not OWN_OUTPUT.search(f)]
             if not found:
                 raise UsageError(f"{item}: no images found in this folder")
             files += found
@@ -118,7 +117,7 @@ def check_targets(files, targets):
         except OSError as error:
             raise UsageError(f"cannot make the output folder {folder} ({error.strerror})") \
                 from None
-        if not os.access(folder, os.W_OK):
+        if not can_write_in(folder):
             raise UsageError(f"cannot write in {folder} (read-only or no permission)")
     remove_killed_writes(targets)
 
@@ -286,15 +285,12 @@ def _gigabytes(count):
 def check_input_size(path, scale):
     """Refuse, before decoding, an input whose reading alone would not fit in memory."""
     import psutil
-    from PIL import Image
 
     import images
 
-    Image.MAX_IMAGE_PIXELS = images.MAX_PIXELS
     try:
-        with Image.open(path) as img:
-            width, height = img.size
-    except Exception:   # an unreadable file is reported by read_image, with its reason
+        width, height = images.image_size(path)
+    except images.ImageReadError:   # reported by read_image, with its reason
         return
     needed = width * height * READ_BYTES_PER_PIXEL + BASE_MEMORY
     available = psutil.virtual_memory().available

@@ -13,6 +13,8 @@ from typing import Callable
 
 import numpy as np
 
+from messages import first_line
+
 EXPORT_SUFFIXES = (".tflite", ".onnx")
 
 
@@ -79,11 +81,6 @@ def onnx_export_of(h5_path):
     if meta.get("quantize") != "none":
         return None, f"{candidate} is quantized ({meta.get('quantize')}), not a float export"
     return candidate, None
-
-
-def first_line(error):
-    """The first line of an exception's message (library errors run to pages)."""
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _check_input(path, shape):

@@ -40,6 +40,7 @@ def build_datasets(args):
     import data
     import degradations
     import runfolder
+    from fileio import can_write_in
 
     degradation = degradations.settings_from(args.realesrgan) \
         if args.degradation == "realesrgan" else None
@@ -47,7 +48,7 @@ def build_datasets(args):
         data.check_tfds_available(args.scale, args.tfds_dir)  # fail in seconds, not minutes
     if args.cache:
         folder = os.path.dirname(os.path.abspath(args.cache))
-        if not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
+        if not (os.path.isdir(folder) and can_write_in(folder)):
             raise data.DataError(f"--cache {args.cache}: cannot write in {folder}")
     # With validation images of its own, a folder without splits gives up nothing for validation.
     holdout = not args.val_data
@@ -231,6 +232,7 @@ def main(argv=None):
     args = parse_args(argv)
     import data
     import inference
+    from messages import first_line
 
     import tensorflow as tf
 
@@ -240,7 +242,7 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
     except tf.errors.OpError as error:  # e.g. an image that passed the checks but won't decode
-        print(f"error: while reading {args.data}: {error.message.splitlines()[0]}; "
+        print(f"error: while reading {args.data}: {first_line(error.message)}; "
               "continue with --resume once it is fixed", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

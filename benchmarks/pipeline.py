@@ -70,11 +70,12 @@ def hr_sizes(source):
     from PIL import Image
 
     import data
+    import images
 
     folder = os.path.join(source, "DIV2K_train_HR") if data.source_kind(source) == \
         "div2k_local" else source
     sizes = []
-    for path in data._list_images(folder, recursive=True):
+    for path in images.list_images(folder, recursive=True):
         with Image.open(path) as img:
             sizes.append((img.height, img.width))
     return sizes

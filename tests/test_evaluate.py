@@ -4,7 +4,8 @@ import os
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, needs_shared_data, save_small_model, smooth_image, write_png
+from conftest import (SHARED_DATA, needs_shared_data, run_python, save_small_model, smooth_image,
+                      write_png)
 
 import evaluate
 
@@ -142,3 +143,37 @@ def test_shipped_edsr_keeps_its_set14_and_b100_scores():
         _, rows = evaluate.evaluate_source(net, os.path.join(SHARED_DATA, name), 4)
         model_psnr = np.mean([row["model_psnr"] for row in rows])
         assert model_psnr > floor, f"edsr fell to {model_psnr:.3f} dB on {name}"
+
+
+def test_an_exported_model_is_scored_without_importing_tensorflow(hr_folder, tmp_path):
+    """An ONNX model on a folder and a benchmark-style folder: NumPy reads the pairs,
+    ONNX Runtime runs the model, TensorFlow never loads; the scores equal the .h5's."""
+    pytest.importorskip("onnxruntime")
+    import bicubic
+    import export
+    import inference
+
+    h5 = save_small_model(tmp_path, widths=(8, 8))
+    onnx = str(tmp_path / "m.onnx")
+    export.export_model(inference.load_model(h5), onnx, "onnx")
+    bench = tmp_path / "bench"
+    write_png(str(bench / "HR" / "p.png"), smooth_image(64, 48, seed=4))
+    write_png(str(bench / "LR_bicubic_X4" / "p.png"),
+              bicubic.downscale(smooth_image(64, 48, seed=4), 4))
+    script = ("import sys, json, evaluate\n"
+              f"code = evaluate.main(['--model', {onnx!r}, '--data', {hr_folder!r}, "
+              f"{str(bench)!r}, '--json', {str(tmp_path / 'onnx.json')!r}])\n"
+              "print('exit', code, 'tensorflow' in sys.modules)\n")
+    result = run_python(["-c", script])
+    assert result.stdout.strip().endswith("exit 0 False"), result.stdout + result.stderr[-2000:]
+    assert evaluate.main(["--model", h5, "--data", hr_folder, str(bench), "--runtime",
+                          "tensorflow", "--json", str(tmp_path / "h5.json")]) == 0
+    with open(tmp_path / "onnx.json") as f:
+        by_onnx = json.load(f)["sets"]
+    with open(tmp_path / "h5.json") as f:
+        by_keras = json.load(f)["sets"]
+    assert by_onnx.keys() == by_keras.keys() == {"mini", "bench"}
+    for name in by_onnx:
+        assert by_onnx[name]["model"]["psnr"] == pytest.approx(by_keras[name]["model"]["psnr"],
+                                                               abs=1e-3)
+        assert by_onnx[name]["bicubic"] == by_keras[name]["bicubic"]

@@ -140,8 +140,8 @@ def quantize_onnx(float_path, path, crops):
     # adds nothing to a convolutional graph).
     quant_pre_process(float_path, prepared, skip_symbolic_shape=True)
     # DepthToSpace only moves bytes, like the Transpose after it: quantized, both run on
-    # uint8 before the last dequantization (bit-identical output; the 64/32 model's
-    # 4000x3000 output took 0.49 s instead of 0.70 s).
+    # uint8 before the last dequantization (bit-identical output, less time;
+    # docs/deployment.md).
     registered = "DepthToSpace" in QDQRegistry
     QDQRegistry.setdefault("DepthToSpace", QDQDirect8BitOp)
     try:

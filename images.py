@@ -296,7 +296,7 @@ class PngStream:
         self.path, self.width, self.height = path, width, height
         self.channels, self.bits = channels, bits
         self.rows_written, self.previous = 0, None
-        # ISA-L's deflate (the isal package): 8x zlib's speed at level 3 for the same
+        # ISA-L's deflate (the isal package): several times zlib's speed for the same
         # size of upscaled photos (docs/performance.md), the same zlib stream.
         from isal import isal_zlib
 

@@ -91,7 +91,7 @@ def psnr_rgb(reference_rgb, test_rgb, scale):
 
 # A patch predicted exactly (a saturated white or black patch, clipped) has zero
 # error and infinite PSNR, which would make the batch mean inf.  Its error is
-# floored at that of 8-bit rounding alone (1/12 of a squared step): 58.9 dB.
+# floored at that of 8-bit rounding alone (1/12 of a squared step): 58.9 dB, by definition.
 _MSE_FLOOR = (1.0 / 255.0) ** 2 / 12.0
 
 

@@ -42,8 +42,8 @@ def parse_args(argv=None):
              "more; tiles are split evenly")
     add("--overwrite", action="store_true", help="replace existing output files")
     add("--bfloat16", action="store_true",
-        help="compute in bfloat16: about 2x faster on CPUs with AVX512_BF16/AMX, "
-             "Set5 PSNR within 0.01 dB (docs/performance.md)")
+        help="compute in bfloat16: faster on CPUs with AVX512_BF16/AMX, at a cost of a "
+             "few thousandths of a dB (docs/performance.md)")
     add("--runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
     add("--compare", action="store_true",
         help="also write NAME_x4_compare.png: nearest, bicubic and model side by side, "
@@ -154,12 +154,6 @@ def upscaled_bands(net, image, tile=None, on_tile=None):
         yield row, np.concatenate([band, alpha_band[..., None]], -1)
 
 
-def upscale_image(net, image, tile=None):
-    """Upscale a UserImage whole; returns the array to write (see upscaled_bands)."""
-    bands = list(upscaled_bands(net, image, tile))
-    return np.concatenate([band for _, band in bands])
-
-
 def output_layout(image, scale):
     """(height, width, channels, bits) of the output of a UserImage."""
     height, width = image.rgb.shape[:2]
@@ -229,13 +223,6 @@ class ComparisonFigure:
             axis.axis("off")
         fig.tight_layout()
         figures.save(fig, path)
-
-
-def write_comparison(path, lr_rgb, sr, scale, crop=None):
-    """The comparison figure of a whole output ``sr`` (see ComparisonFigure)."""
-    figure = ComparisonFigure(lr_rgb, scale, sr.shape, crop)
-    figure.add(0, sr)
-    figure.write(path)
 
 
 def _display_rgb(array):

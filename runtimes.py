@@ -182,7 +182,7 @@ def load_onnx(path):
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = os.cpu_count()
         # Idle threads sleep instead of spinning: between model calls the same cores
-        # decode, tile, score and write (spinning made evaluate.py on B100 1.8x slower).
+        # decode, tile, score and write (spinning slowed evaluate.py down markedly).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnx and onnxruntime raise their own kinds

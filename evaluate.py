@@ -20,7 +20,7 @@ from fileio import can_write_in
 from inference import RUNTIME_HELP, RUNTIMES
 
 CSV_FIELDS = ("set", "name", "bicubic_psnr", "bicubic_ssim", "model_psnr", "model_ssim",
-              "bicubic_psnr_rgb", "model_psnr_rgb")
+              "bicubic_psnr_rgb", "model_psnr_rgb", "bicubic_niqe", "model_niqe")
 
 
 def parse_args(argv=None):
@@ -38,6 +38,11 @@ def parse_args(argv=None):
              "(validation split), or 'demo'")
     add("--limit", type=int, default=None, help="score only the first N images of each source")
     add("--rgb", action="store_true", help="also report PSNR on RGB (no Y conversion)")
+    add("--niqe", action="store_true",
+        help="also report NIQE (no-reference naturalness, lower is better) of the outputs")
+    add("--no-reference", action="store_true",
+        help="the --data folders hold model inputs with no ground truth (real photos): "
+             "score the outputs, and bicubic's, by NIQE alone")
     add("--json", default=None, help="write all scores to this JSON file")
     add("--csv", default=None, help="write per-image scores to this CSV file")
     add("--save-images", default=None, metavar="DIR",
@@ -47,12 +52,14 @@ def parse_args(argv=None):
     add("--runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
     add("--tfds-dir", default=None, help="tensorflow-datasets data_dir for --data div2k")
     args = parser.parse_args(argv)
+    if args.no_reference and args.rgb:
+        parser.error("--rgb needs ground truth; --no-reference scores the outputs by NIQE")
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1 (leave it out to score every image)")
     return args
 
 
-def score_image(net, hr, lr, scale, gray=False, with_rgb=False):
+def score_image(net, hr, lr, scale, gray=False, with_rgb=False, with_niqe=False):
     """Scores of one image; returns (row dict, sr image as it would be saved)."""
     import bicubic
     import inference
@@ -62,15 +69,58 @@ def score_image(net, hr, lr, scale, gray=False, with_rgb=False):
     upscaled = bicubic.upscale(lr, scale)
     if gray:
         # Grayscale files are scored as they are, on their one channel (no Y conversion);
-        # the model's RGB output becomes gray by the same BT.601 luma.
-        hr, upscaled, sr = hr[..., 0], upscaled[..., 0], metrics.rgb_to_gray(sr)
+        # both upscales become gray by the same BT.601 luma (an RGB LR of a gray HR, as a
+        # degraded set may hold, must not put bicubic on one channel and the model on luma).
+        hr, upscaled, sr = hr[..., 0], metrics.rgb_to_gray(upscaled), metrics.rgb_to_gray(sr)
     row = {}
     row["bicubic_psnr"], row["bicubic_ssim"] = metrics.psnr_ssim_y(hr, upscaled, scale)
     row["model_psnr"], row["model_ssim"] = metrics.psnr_ssim_y(hr, sr, scale)
     if with_rgb:
         row["bicubic_psnr_rgb"] = metrics.psnr_rgb(hr, upscaled, scale)
         row["model_psnr_rgb"] = metrics.psnr_rgb(hr, sr, scale)
+    if with_niqe:
+        row["bicubic_niqe"], row["model_niqe"] = niqe_or_nan(upscaled), niqe_or_nan(sr)
     return row, sr
+
+
+def niqe_or_nan(image):
+    """NIQE, or NaN for an image smaller than NIQE's two 96 x 96 blocks (said once per set)."""
+    import metrics
+
+    try:
+        return metrics.niqe_of(image)
+    except ValueError:
+        return float("nan")
+
+
+def score_input(net, lr, scale):
+    """NIQE of the model's and bicubic's upscales of an input with no ground truth."""
+    import bicubic
+    import inference
+
+    sr = inference.super_resolve(net, lr)
+    return {"bicubic_niqe": niqe_or_nan(bicubic.upscale(lr, scale)),
+            "model_niqe": niqe_or_nan(sr)}, sr
+
+
+def input_images(source, limit=None):
+    """(name, uint8 RGB) of every image in a folder of model inputs (recursive)."""
+    import images
+    import sources
+
+    if not os.path.isdir(source):
+        raise sources.DataError(f"--data {source!r}: no such folder")
+    paths = images.list_images(source, recursive=True)[:limit]
+    if not paths:
+        raise sources.DataError(f"no images found in {source}")
+    sources.check_images(paths)
+
+    def read():
+        for path in paths:
+            rgb = images.to_uint8(images.read_image(path).rgb)
+            yield {"name": os.path.splitext(os.path.relpath(path, source))[0], "lr": rgb}
+
+    return read(), len(paths)
 
 
 def source_pairs(source, scale, limit=None, tfds_dir=None):
@@ -94,8 +144,9 @@ def source_pairs(source, scale, limit=None, tfds_dir=None):
 
 
 def evaluate_source(net, source, scale, limit=None, with_rgb=False, save_dir=None,
-                    tfds_dir=None):
-    """Per-image rows for one --data source (its validation split where it has splits)."""
+                    tfds_dir=None, with_niqe=False, no_reference=False):
+    """Per-image rows for one --data source (its validation split where it has splits;
+    with ``no_reference`` a folder of inputs without ground truth)."""
     from tqdm import tqdm
 
     import sources
@@ -103,10 +154,15 @@ def evaluate_source(net, source, scale, limit=None, with_rgb=False, save_dir=Non
 
     set_name = sources.source_name(source)
     rows = []
-    pairs, count = source_pairs(source, scale, limit, tfds_dir)
+    pairs, count = input_images(source, limit) if no_reference else \
+        source_pairs(source, scale, limit, tfds_dir)
     for item in tqdm(pairs, desc=set_name, unit="img", total=count, leave=False):
         name = item["name"].decode() if isinstance(item["name"], bytes) else item["name"]
-        row, sr = score_image(net, item["hr"], item["lr"], scale, bool(item["gray"]), with_rgb)
+        if no_reference:
+            row, sr = score_input(net, item["lr"], scale)
+        else:
+            row, sr = score_image(net, item["hr"], item["lr"], scale, bool(item["gray"]),
+                                  with_rgb, with_niqe)
         rows.append({"set": set_name, "name": name, **row})
         if save_dir:
             write_png(os.path.join(save_dir, set_name, f"{name}.png"), sr)
@@ -115,31 +171,45 @@ def evaluate_source(net, source, scale, limit=None, with_rgb=False, save_dir=Non
     return set_name, rows
 
 
-def summarize(rows, with_rgb=False):
-    keys = ["bicubic_psnr", "bicubic_ssim", "model_psnr", "model_ssim"]
-    if with_rgb:
-        keys += ["bicubic_psnr_rgb", "model_psnr_rgb"]
-    return {key: float(np.mean([r[key] for r in rows])) for key in keys}
+def summarize(rows):
+    """Mean of every score over a set's images (NIQE over those large enough for it)."""
+    def mean(values):
+        values = [v for v in values if not np.isnan(v)]
+        return float(np.mean(values)) if values else float("nan")
+
+    return {key: mean([r[key] for r in rows]) for key in rows[0] if key not in ("set", "name")}
 
 
-def format_table(results, scale, with_rgb=False):
+def format_table(results, scale):
     import metrics
 
-    header = (f"{'set':<12}{'n':>5}  {'bicubic PSNR/SSIM':>18}  {'model PSNR/SSIM':>18}"
-              f"  {'gain dB':>7}")
+    first = next(iter(results.values()))["mean"]
+    reference, with_rgb, with_niqe = ("model_psnr" in first, "model_psnr_rgb" in first,
+                                      "model_niqe" in first)
+    header = f"{'set':<12}{'n':>5}"
+    if reference:
+        header += f"  {'bicubic PSNR/SSIM':>18}  {'model PSNR/SSIM':>18}  {'gain dB':>7}"
     if with_rgb:
         header += f"  {'RGB PSNR bic/model':>19}"
+    if with_niqe:
+        header += f"  {'NIQE bic/model':>15}"
     lines = [header, "-" * len(header)]
     for set_name, result in results.items():
         mean = result["mean"]
-        line = (f"{set_name:<12}{result['n']:>5}  "
-                f"{mean['bicubic_psnr']:>9.2f} / {mean['bicubic_ssim']:.4f}  "
-                f"{mean['model_psnr']:>9.2f} / {mean['model_ssim']:.4f}  "
-                f"{mean['model_psnr'] - mean['bicubic_psnr']:>+7.2f}")
+        line = f"{set_name:<12}{result['n']:>5}"
+        if reference:
+            line += (f"  {mean['bicubic_psnr']:>9.2f} / {mean['bicubic_ssim']:.4f}  "
+                     f"{mean['model_psnr']:>9.2f} / {mean['model_ssim']:.4f}  "
+                     f"{mean['model_psnr'] - mean['bicubic_psnr']:>+7.2f}")
         if with_rgb:
             line += f"  {mean['bicubic_psnr_rgb']:>9.2f} / {mean['model_psnr_rgb']:.2f}"
+        if with_niqe:
+            line += f"  {mean['bicubic_niqe']:>7.3f} / {mean['model_niqe']:.3f}"
         lines.append(line)
-    lines.append(f"x{scale}. " + metrics.CONVENTION.format(scale=scale) + ".")
+    if reference:
+        lines.append(f"x{scale}. " + metrics.CONVENTION.format(scale=scale) + ".")
+    if with_niqe:
+        lines.append(metrics.NIQE_CONVENTION + ".")
     return "\n".join(lines)
 
 
@@ -149,12 +219,12 @@ def to_json(results, scale):
     sets = {}
     for set_name, result in results.items():
         mean = result["mean"]
-        sets[set_name] = {
-            "n": result["n"],
-            "bicubic": {"psnr": mean["bicubic_psnr"], "ssim": mean["bicubic_ssim"]},
-            "model": {"psnr": mean["model_psnr"], "ssim": mean["model_ssim"]},
-            "images": [{k: v for k, v in row.items() if k != "set"} for row in result["rows"]],
-        }
+        sets[set_name] = {"n": result["n"], "bicubic": {}, "model": {},
+                          "images": [{k: v for k, v in row.items() if k != "set"}
+                                     for row in result["rows"]]}
+        for key, value in mean.items():
+            method, measure = key.split("_", 1)
+            sets[set_name][method][measure] = value
     return {"scale": scale, "convention": metrics.CONVENTION.format(scale=scale), "sets": sets}
 
 
@@ -191,9 +261,14 @@ def evaluate(args):
     results = {}
     for source in args.data:
         set_name, rows = evaluate_source(net, source, scale, args.limit, args.rgb,
-                                         args.save_images, args.tfds_dir)
-        results[set_name] = {"n": len(rows), "rows": rows, "mean": summarize(rows, args.rgb)}
-    print(format_table(results, scale, args.rgb))
+                                         args.save_images, args.tfds_dir, args.niqe,
+                                         args.no_reference)
+        results[set_name] = {"n": len(rows), "rows": rows, "mean": summarize(rows)}
+        small = sum(np.isnan(r.get("model_niqe", 0.0)) for r in rows)
+        if small:
+            print(f"note: {set_name}: {small} of {len(rows)} outputs are smaller than NIQE's "
+                  "two 96x96 blocks and have no NIQE; its mean is over the others")
+    print(format_table(results, scale))
     if args.json:
         write_text(args.json, json.dumps(to_json(results, scale), indent=2) + "\n")
     if args.csv:

@@ -268,19 +268,22 @@ def write_image(path, array):
 
 
 def write_png(path, array):
-    """Write a uint8 or uint16 array with 1, 2, 3 or 4 channels as PNG, atomically."""
-    import tfquiet
-
-    tf = tfquiet.import_tensorflow()
-
+    """Write a uint8 or uint16 array with 1, 2, 3 or 4 channels as PNG, atomically
+    (PngStream's encoder: no TensorFlow needed)."""
     from fileio import atomic_path
 
+    array = np.asarray(array)
     if array.ndim == 2:
         array = array[..., None]
-    encoded = tf.io.encode_png(array, compression=3).numpy()
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(encoded)
+        stream = PngStream(tmp, array.shape[1], array.shape[0], array.shape[2],
+                           16 if array.dtype == np.uint16 else 8)
+        try:
+            stream.write(array)
+        except BaseException:
+            stream.file.close()
+            raise
+        stream.close()
 
 
 class PngStream:

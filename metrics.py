@@ -6,7 +6,16 @@ R, G, B in 0..255, not rounded), ``scale`` pixels shaved from every border,
 PSNR in float64 against a peak of 255, SSIM with an 11x11 Gaussian window
 (sigma 1.5), K1 = 0.01, K2 = 0.03, averaged over the valid window positions.
 Grayscale images are scored as they are.
+
+NIQE (Mittal, Soundararajan and Bovik, "Making a 'completely blind' image quality
+analyzer", IEEE SPL 2013) scores an image without a reference: the distance of its
+natural-scene statistics from those of pristine photos (lower is more natural).
+No kept Python library computes it as MATLAB's niqe does, so it is written here
+from the paper and the published MATLAB release.
 """
+
+import functools
+import os
 
 import numpy as np
 
@@ -119,3 +128,99 @@ def rgb_to_gray(image):
     from images import luma, to_uint8
 
     return to_uint8(luma(np.asarray(image, np.float32) / 255.0))
+
+
+# --------------------------------------------------------------------------- NIQE
+
+# The published pristine model of MATLAB's niqe release (mu 1x36, cov 36x36, the 7x7
+# Gaussian window), as BasicSR ships it; source in weights/SOURCES.md.
+NIQE_PARAMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights",
+                           "niqe_pris_params.npz")
+NIQE_BLOCK = 96
+NIQE_CONVENTION = ("NIQE (Mittal et al. 2013, MATLAB's pristine model) of the x4 outputs' Y "
+                   "(rounded), whole images, 96x96 blocks; lower is more natural")
+
+
+@functools.lru_cache(maxsize=1)
+def _niqe_model():
+    with np.load(NIQE_PARAMS) as params:
+        return (params["mu_pris_param"][0], params["cov_pris_param"],
+                params["gaussian_window"])
+
+
+@functools.lru_cache(maxsize=1)
+def _aggd_table():
+    shapes = np.arange(0.2, 10.001, 0.001)
+    from scipy.special import gamma
+
+    ratio = gamma(2 / shapes) ** 2 / (gamma(1 / shapes) * gamma(3 / shapes))
+    return shapes, ratio
+
+
+def aggd_fit(values):
+    """(shape alpha, left scale, right scale) of an asymmetric generalized Gaussian
+    fitted by moment matching (the paper's Eq. 7, a table search as in MATLAB)."""
+    from scipy.special import gamma
+
+    values = values.ravel()
+    left = np.sqrt(np.mean(values[values < 0] ** 2))
+    right = np.sqrt(np.mean(values[values > 0] ** 2))
+    ratio_lr = left / right
+    r_hat = np.mean(np.abs(values)) ** 2 / np.mean(values ** 2)
+    r_norm = r_hat * (ratio_lr ** 3 + 1) * (ratio_lr + 1) / (ratio_lr ** 2 + 1) ** 2
+    shapes, ratio = _aggd_table()
+    alpha = shapes[np.argmin((ratio - r_norm) ** 2)]
+    factor = np.sqrt(gamma(1 / alpha) / gamma(3 / alpha))
+    return alpha, left * factor, right * factor
+
+
+def _block_features(block):
+    """The 18 features of one block of MSCN coefficients: the AGGD of the
+    coefficients, and of their products with the four neighbours."""
+    from scipy.special import gamma
+
+    alpha, left, right = aggd_fit(block)
+    features = [alpha, (left + right) / 2]
+    for shift in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        alpha, left, right = aggd_fit(block * np.roll(block, shift, axis=(0, 1)))
+        mean = (right - left) * gamma(2 / alpha) / gamma(1 / alpha)
+        features += [alpha, mean, left, right]
+    return features
+
+
+def niqe(gray):
+    """NIQE of a 2-D image in 0..255 (for a photo: its Y, rounded, as MATLAB's niqe
+    takes it); 96 x 96 blocks (at least two), two scales, no border crop."""
+    from scipy.ndimage import correlate
+
+    import bicubic
+
+    mu_pristine, cov_pristine, window = _niqe_model()
+    image = np.asarray(gray, np.float64)
+    rows, cols = image.shape[0] // NIQE_BLOCK, image.shape[1] // NIQE_BLOCK
+    if rows * cols < 2:   # the features' covariance needs two blocks
+        raise ValueError(f"NIQE needs two {NIQE_BLOCK}x{NIQE_BLOCK} blocks, "
+                         f"got {image.shape[1]}x{image.shape[0]} pixels")
+    image = image[: rows * NIQE_BLOCK, : cols * NIQE_BLOCK]
+    features = []
+    for scale in (1, 2):
+        mu = correlate(image, window, mode="nearest")
+        sigma = np.sqrt(np.abs(correlate(image * image, window, mode="nearest") - mu * mu))
+        mscn = (image - mu) / (sigma + 1)
+        size = NIQE_BLOCK // scale
+        features.append([_block_features(mscn[r * size:(r + 1) * size, c * size:(c + 1) * size])
+                         for c in range(cols) for r in range(rows)])
+        image = bicubic.imresize(image, scale=0.5)
+    features = np.concatenate([np.array(f) for f in features], axis=1)
+    mu = np.nanmean(features, axis=0)
+    cov = np.cov(features[~np.isnan(features).any(axis=1)], rowvar=False)
+    difference = mu_pristine - mu
+    return float(np.sqrt(difference @ np.linalg.pinv((cov_pristine + cov) / 2) @ difference))
+
+
+def niqe_of(image):
+    """NIQE of an 8-bit image as the field computes it: RGB through its Y (MATLAB
+    rgb2ycbcr, rounded), grayscale as it is."""
+    image = np.asarray(image)
+    gray = image.ndim == 2 or image.shape[-1] == 1
+    return niqe(rgb_to_y(image) if gray else np.round(rgb_to_y(image)))

@@ -177,3 +177,55 @@ def test_an_exported_model_is_scored_without_importing_tensorflow(hr_folder, tmp
         assert by_onnx[name]["model"]["psnr"] == pytest.approx(by_keras[name]["model"]["psnr"],
                                                                abs=1e-3)
         assert by_onnx[name]["bicubic"] == by_keras[name]["bicubic"]
+
+
+def test_niqe_columns_and_no_reference_scoring(model_path, hr_folder, tmp_path, capsys):
+    import metrics
+
+    write_png(os.path.join(hr_folder, "large.png"), smooth_image(120, 200, seed=4))
+    assert evaluate.main(["--model", model_path, "--data", hr_folder, "--niqe",
+                          "--json", str(tmp_path / "s.json")]) == 0
+    out = capsys.readouterr().out
+    assert "NIQE bic/model" in out and "3 of 4 outputs are smaller than NIQE's" in out
+    with open(tmp_path / "s.json") as f:
+        scored = json.load(f)["sets"]["mini"]
+    assert {"psnr", "ssim", "niqe"} <= set(scored["model"])
+    large = next(i for i in scored["images"] if i["name"] == "large")
+    assert scored["model"]["niqe"] == pytest.approx(large["model_niqe"])
+    # No reference: the folder's images are inputs; NIQE of each upscale, nothing else.
+    inputs = tmp_path / "photos"
+    write_png(str(inputs / "p.png"), smooth_image(30, 50, seed=5))
+    assert evaluate.main(["--model", model_path, "--data", str(inputs), "--no-reference",
+                          "--csv", str(tmp_path / "n.csv"), "--save-images",
+                          str(tmp_path / "sr")]) == 0
+    with open(tmp_path / "n.csv", newline="") as f:
+        row = next(csv.DictReader(f))
+    assert row["model_psnr"] == "" and float(row["model_niqe"]) > 0
+    from images import read_image, to_uint8
+
+    sr = to_uint8(read_image(str(tmp_path / "sr" / "photos" / "p.png")).rgb)
+    assert sr.shape == (120, 200, 3)
+    assert float(row["model_niqe"]) == pytest.approx(metrics.niqe_of(sr))
+    with pytest.raises(SystemExit):
+        evaluate.parse_args(["--data", str(inputs), "--no-reference", "--rgb"])
+
+
+def test_gray_hr_with_an_rgb_lr_scores_both_upscales_on_luma(model_path, tmp_path):
+    """A degraded set may pair a grayscale HR with a colour LR: bicubic and the model are
+    both made gray by BT.601 luma, never one by its first channel."""
+    import bicubic
+    import metrics
+
+    gray = smooth_image(48, 48, seed=3)[..., 0]
+    lr = bicubic.downscale(np.repeat(gray[..., None], 3, -1), 4).astype(np.int16)
+    lr[..., 0] = np.clip(lr[..., 0] + 40, 0, 255)          # the LR's channels differ
+    lr = lr.astype(np.uint8)
+    folder = tmp_path / "set"
+    write_png(str(folder / "HR" / "g.png"), gray)
+    write_png(str(folder / "LR_bicubic_X4" / "g.png"), lr)
+    assert evaluate.main(["--model", model_path, "--data", str(folder), "--json",
+                          str(tmp_path / "g.json")]) == 0
+    with open(tmp_path / "g.json") as f:
+        image = json.load(f)["sets"]["set"]["images"][0]
+    on_luma = metrics.psnr_ssim_y(gray, metrics.rgb_to_gray(bicubic.upscale(lr, 4)), 4)[0]
+    assert image["bicubic_psnr"] == pytest.approx(on_luma)

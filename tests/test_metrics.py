@@ -99,3 +99,32 @@ def test_keras_psnr_metric_is_finite_on_an_exactly_predicted_patch():
     expected = metrics.psnr(metrics.shave(metrics.rgb_to_y(truth[1] * 255), 4),
                             metrics.shave(metrics.rgb_to_y(pred[1] * 255), 4))
     assert values[1] == pytest.approx(expected, abs=1e-3)
+
+
+IQA = os.path.join(SHARED_DATA, "iqa")
+
+
+@pytest.mark.skipif(not os.path.isdir(IQA), reason=f"NIQE's check image not found at {IQA}")
+def test_niqe_reproduces_matlab_on_its_check_image():
+    from PIL import Image
+
+    baboon = np.asarray(Image.open(os.path.join(IQA, "baboon.png")).convert("RGB"))
+    assert metrics.niqe_of(baboon) == pytest.approx(5.7296, abs=0.01)   # MATLAB R2021a
+    with open(os.path.join(IQA, "niqe_pris_params.npz"), "rb") as f, \
+            open(metrics.NIQE_PARAMS, "rb") as g:
+        assert f.read() == g.read()          # the shipped parameters are the published ones
+
+
+def test_niqe_rises_with_noise_and_blur():
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(0)
+    clean = smooth_image(192, 192).astype(np.float64)
+    noisy = np.clip(clean + rng.normal(0, 25, clean.shape), 0, 255)
+    blurred = gaussian_filter(clean, (3, 3, 0))
+    scores = [metrics.niqe_of(np.round(x).astype(np.uint8)) for x in (clean, noisy, blurred)]
+    assert scores[1] > scores[0] and scores[2] > scores[0]
+    with pytest.raises(ValueError, match="two 96x96 blocks"):
+        metrics.niqe(np.zeros((95, 200)))
+    with pytest.raises(ValueError, match="two 96x96 blocks"):
+        metrics.niqe(np.zeros((100, 180)))

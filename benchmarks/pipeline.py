@@ -9,6 +9,12 @@ Sources: DIV2K-sized PNGs (2040x1400 HR, made from real photographs in
 layout with MATLAB-style bicubic LR), and ../shared/data/train when present.
 "Cold" is the first epoch, bounded by decoding every PNG once; "warm" is later
 epochs (decoded images served from the cache).
+
+    python benchmarks/pipeline.py --degradation [--steps 40]
+
+Real-ESRGAN's degradations (train.py --degradation realesrgan): 128x128 HR patches of
+../shared/data/train, each LR degraded on the fly in tf.data, against what one step of
+the shipped edsr (12 x 32, L1, batch 16 of 128 px) consumes, in float32 and with XLA.
 """
 
 import argparse
@@ -23,7 +29,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_step import training_rate  # noqa: E402  (the same timing in both scripts)
+from train_step import model_rate, training_rate  # noqa: E402  (the same timing in both)
 
 SHARED_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data"))
 
@@ -109,12 +115,64 @@ def pipeline_rate(source, patches_per_image, warm_batches=300, batch=16, lr_patc
     return cold, warm, rss_gib() - before
 
 
+def degradation_rate(batches=60, batch=16, patch=128):
+    """Warm patches/s of the training pipeline with Real-ESRGAN's degradations."""
+    import data
+    import degradations
+
+    pairs = data.pair_dataset(os.path.join(SHARED_DATA, "train"), "train", holdout=False)
+    stream = iter(data.training_dataset(pairs, patch, batch_size=batch,
+                                        degradation=degradations.Settings()))
+    for _ in range(20):   # the first batch waits for the cache and the shuffle buffer
+        next(stream)
+    started = time.perf_counter()
+    for _ in range(batches):
+        next(stream)
+    return batches * batch / (time.perf_counter() - started)
+
+
+def print_cpu():
+    flags = ""
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+        model = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                      if line.startswith("model name")), "?")
+        wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16")
+        flags = " ".join(w for w in wanted if f" {w}" in info)
+        print(f"cpu: {model} ({flags}), {os.cpu_count()} cores")
+    else:
+        print(f"cpu cores: {os.cpu_count()}")
+
+
+def degradation_table(steps):
+    print_cpu()
+    edsr = {"blocks": 12, "width": 32}
+    consumed = {precision: model_rate("edsr", edsr, steps, precision)
+                for precision in ("float32", "xla")}
+    delivered = degradation_rate()
+    for precision, rate in consumed.items():
+        print(f"training step consumes: edsr 12x32, 128 px, {precision}: {rate:.1f} patches/s")
+    print(f"pipeline delivers (realesrgan degradations, warm): {delivered:.1f} patches/s "
+          f"({delivered / max(consumed.values()):.1f}x the faster step)")
+    print("Both share the same 2 cores while training: the pipeline's share of the CPU is "
+          f"about {max(consumed.values()) / delivered:.0%} of it at the faster step's pace.")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=32, help="DIV2K-sized images to make")
     parser.add_argument("--steps", type=int, default=150, help="training steps to time")
+    parser.add_argument("--degradation", action="store_true",
+                        help="only the realistic-degradation pipeline against edsr's step")
     args = parser.parse_args(argv)
-    print(f"cpu cores: {os.cpu_count()}")
+    import tfquiet
+
+    tfquiet.import_tensorflow()
+    if args.degradation:
+        degradation_table(args.steps)
+        return 0
+    print_cpu()
     consumed = {w: training_rate(w, args.steps) for w in ((64, 32), (128, 64))}
     for widths, rate in consumed.items():
         print(f"training step consumes: three_conv {widths[0]}/{widths[1]}: {rate:.0f} patches/s")

@@ -15,7 +15,7 @@ from images import to_uint8
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 WEIGHTS_DIR = os.path.join(REPO_DIR, "weights")
 # Shipped models by name, strongest first: the default is the first one present.
-SHIPPED = ("edsr", "three_conv", "three_conv_64x32")
+SHIPPED = ("edsr", "edsr_real", "three_conv", "three_conv_64x32")
 TRAIN_HINT = ("train one with `python train.py --data demo --out runs/demo` "
               "and pass --model runs/demo/model.h5")
 
@@ -54,8 +54,8 @@ def resolve_model_path(model=None):
 RUNTIMES = ("auto", "tensorflow")
 RUNTIME_HELP = ("auto: a .h5 model with its own ONNX export beside it (NAME.onnx, written by "
                 "export.py from that file; the shipped models have one) runs in ONNX Runtime, "
-                "with the same output to float rounding (1.5-1.7x faster on a CPU where "
-                "TensorFlow has no oneDNN, docs/performance.md); tensorflow: always Keras")
+                "with the same output to float rounding (faster where TensorFlow has no "
+                "oneDNN, docs/performance.md); tensorflow: always Keras")
 
 
 def describe(path, net=None):
@@ -99,6 +99,43 @@ def load_model(path=None, bfloat16=False, runtime="tensorflow"):
         raise ModelError(f"cannot load model {path}: {first_line(error)}") from None
     check_upscaler(net, path)
     return to_bfloat16(net) if bfloat16 else net
+
+
+def load_blend(path_a, path_b, weight, runtime="tensorflow"):
+    """ESRGAN's network interpolation of two trained models of one architecture:
+    (1 - weight) x A's weights + weight x B's, as one model of the same cost.  Both
+    run by their ONNX twins with ``runtime="auto"`` when each has one, else in Keras."""
+    if not 0 <= weight <= 1:
+        raise ModelError(f"a blend's weight must be between 0 and 1, got {weight}")
+    if runtime == "auto":
+        twins = [runtimes.onnx_export_of(p)[0] for p in (path_a, path_b)]
+        if all(twins):
+            try:
+                return runtimes.load_onnx(twins[0], runtimes.blend_onnx(*twins, weight))
+            except runtimes.RuntimeProblem as error:
+                raise ModelError(str(error)) from None
+    a, b = load_model(path_a), load_model(path_b)
+    mine, theirs = a.get_weights(), b.get_weights()
+    if [w.shape for w in mine] != [w.shape for w in theirs] or \
+            [type(layer).__name__ for layer in a.layers] != \
+            [type(layer).__name__ for layer in b.layers]:
+        raise ModelError(f"{path_a} and {path_b} are not one architecture; they cannot be "
+                         "blended")
+    a.set_weights([(1 - weight) * x + weight * y for x, y in zip(mine, theirs)])
+    return a
+
+
+def denoise_model(strength, runtime="auto"):
+    """predict.py --denoise: the shipped edsr and edsr_real (same architecture) blended
+    by ``strength`` (0 = edsr, 1 = edsr_real); returns (model, its description)."""
+    missing = [shipped_path(n) for n in ("edsr", "edsr_real")
+               if not os.path.exists(shipped_path(n))]
+    if missing:
+        raise ModelError(f"--denoise blends the shipped edsr and edsr_real; "
+                         f"{os.path.relpath(missing[0])} is missing")
+    net = load_blend(shipped_path("edsr"), shipped_path("edsr_real"), strength, runtime)
+    how = ", run by ONNX Runtime" if isinstance(net, runtimes.Exported) else ""
+    return net, f"edsr and edsr_real blended {strength:g} (0 = edsr, 1 = edsr_real){how}"
 
 
 def _import_keras():

@@ -35,6 +35,10 @@ def parse_args(argv=None):
     add("--model", default=None,
         help="a model .h5 file, or a shipped model's name (edsr, three_conv, "
              "three_conv_64x32: weights/NAME_x4.h5); default: the strongest shipped one")
+    add("--denoise", type=float, default=None, metavar="S",
+        help="blend the weights of the shipped edsr (0) and edsr_real (1, trained on JPEG "
+             "artifacts, noise and blur): how much of a photo's noise and compression is "
+             "cleaned away; the blend costs what either model costs")
     add("--tile", type=int, default=None,
         help="LR tile side in pixels (bounds memory; the result does not depend on it); "
              "0 runs the whole image at once; default: 512, or 28 receptive radii for deep "
@@ -49,6 +53,12 @@ def parse_args(argv=None):
         help="also write NAME_x4_compare.png: nearest, bicubic and model side by side, "
              "with the same zoomed crop")
     args = parser.parse_args(argv)
+    if args.denoise is not None:
+        if not 0 <= args.denoise <= 1:
+            parser.error("--denoise must be between 0 (edsr) and 1 (edsr_real)")
+        if args.model is not None or args.bfloat16:
+            parser.error("--denoise blends the shipped edsr and edsr_real; leave out "
+                         f"{'--model' if args.model is not None else '--bfloat16'}")
     if args.tile is not None and (args.tile < 0 or 0 < args.tile < MIN_TILE):
         parser.error(f"--tile must be 0 (whole image) or at least {MIN_TILE}: smaller tiles "
                      "spend most of their work on the overlap")
@@ -385,9 +395,13 @@ def predict(args):
     import inference
 
     files = expand_inputs(args.inputs)
-    model_path = inference.resolve_model_path(args.model)
-    net = inference.load_model(model_path, bfloat16=args.bfloat16, runtime=args.runtime)
-    print(f"model: {inference.describe(model_path, net)}")
+    if args.denoise is not None:
+        net, description = inference.denoise_model(args.denoise, args.runtime)
+    else:
+        model_path = inference.resolve_model_path(args.model)
+        net = inference.load_model(model_path, bfloat16=args.bfloat16, runtime=args.runtime)
+        description = inference.describe(model_path, net)
+    print(f"model: {description}")
     scale = inference.model_scale(net)
     tile = inference.default_tile(net) if args.tile is None else args.tile or None
     targets = output_paths(files, args.inputs, args.output, scale)

@@ -10,6 +10,7 @@ import images
 import inference
 import model as models
 import predict
+import runtimes
 
 
 @pytest.fixture(scope="module")
@@ -384,3 +385,66 @@ def test_an_onnx_model_runs_without_importing_tensorflow(net, model_path, tmp_pa
     result = run_python(["-c", script])
     assert "run by ONNX Runtime" in result.stdout, result.stderr[-2000:]
     assert result.stdout.strip().endswith("exit 0 False"), result.stdout + result.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory):
+    """Two small three_conv models of one architecture (different weights), each .h5 with
+    its ONNX twin beside it, as the shipped edsr and edsr_real are."""
+    import keras
+
+    import export
+    import model as models
+
+    folder = tmp_path_factory.mktemp("shipped")
+    paths = []
+    for seed, name in ((1, "edsr"), (2, "edsr_real")):
+        keras.utils.set_random_seed(seed)
+        net = models.three_conv(4, (8, 8))
+        path = str(folder / f"{name}_x4.h5")
+        net.save(path)
+        export.export_model(net, str(folder / f"{name}_x4.onnx"), "onnx", source=path)
+        paths.append(path)
+    return folder, paths
+
+
+@pytest.mark.parametrize("runtime", ["auto", "tensorflow"])
+def test_a_blend_is_the_model_of_the_blended_weights(two_models, runtime):
+    import inference
+
+    _, (a, b) = two_models
+    lr = np.random.default_rng(0).uniform(size=(9, 11, 3)).astype(np.float32)
+    one, two = inference.load_model(a), inference.load_model(b)
+    expected = inference.load_model(a)
+    expected.set_weights([0.7 * x + 0.3 * y
+                          for x, y in zip(one.get_weights(), two.get_weights())])
+    blend = inference.load_blend(a, b, 0.3, runtime)
+    assert isinstance(blend, runtimes.Exported) == (runtime == "auto")
+    got = inference.super_resolve(blend, lr, convert=None)
+    np.testing.assert_allclose(got, inference.super_resolve(expected, lr, convert=None),
+                               atol=1e-5)
+    for weight, model in ((0.0, one), (1.0, two)):
+        ends = inference.load_blend(a, b, weight, runtime)
+        np.testing.assert_allclose(inference.super_resolve(ends, lr, convert=None),
+                                   inference.super_resolve(model, lr, convert=None), atol=1e-5)
+
+
+def test_denoise_blends_the_shipped_pair_and_says_so(two_models, tmp_path, monkeypatch, capsys):
+    import inference
+
+    folder, _ = two_models
+    monkeypatch.setattr(inference, "WEIGHTS_DIR", str(folder))
+    source = _save(str(tmp_path / "x.png"), smooth_image(20, 24))
+    assert predict.main([source, "--denoise", "0.5", "-o", str(tmp_path / "y.png")]) == 0
+    assert "edsr and edsr_real blended 0.5" in capsys.readouterr().out
+    for flags, message in ((["--denoise", "1.5"], "between 0"),
+                           (["--denoise", "0.5", "--model", "edsr"], "leave out --model")):
+        with pytest.raises(SystemExit):
+            predict.parse_args([source] + flags)
+        assert message in capsys.readouterr().err
+    os.rename(folder / "edsr_real_x4.h5", folder / "gone.h5")
+    try:
+        assert predict.main([source, "--denoise", "0.5", "-o", str(tmp_path / "z.png")]) == 2
+    finally:
+        os.rename(folder / "gone.h5", folder / "edsr_real_x4.h5")
+    assert "edsr_real_x4.h5 is missing" in capsys.readouterr().err

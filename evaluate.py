@@ -237,6 +237,8 @@ def check_outputs_free(args):
     """Before any scoring: refuse to overwrite a user's files unless --overwrite is
     given, and refuse outputs that could not be written at the end."""
     for flag, path in (("--json", args.json), ("--csv", args.csv)):
+        if path and os.path.isdir(path):
+            raise OutputExists(f"{flag} {path} is a folder; give a file name")
         if path and os.path.exists(path) and not args.overwrite:
             raise OutputExists(f"{path} exists; pass --overwrite to replace it")
         if path and not can_write_in(os.path.dirname(os.path.abspath(path))):

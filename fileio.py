@@ -20,7 +20,9 @@ def atomic_path(path):
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     base, ext = os.path.splitext(os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".tmp{ext}", dir=directory)
+    # The writer's process id in the name: cleanup never takes a live process's file.
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.{os.getpid()}.", suffix=f".tmp{ext}",
+                               dir=directory)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
     try:
@@ -65,27 +67,52 @@ def check_free_space(folder, needed_bytes, what):
     """Raise DiskFull before a write of about ``needed_bytes`` that would not fit."""
     free = shutil.disk_usage(folder).free
     if free < needed_bytes:
-        raise DiskFull(errno.ENOSPC, f"disk full: {what} needs about {_megabytes(needed_bytes)} "
-                                     f"in {folder}, which has {_megabytes(free)} free")
+        raise DiskFull(errno.ENOSPC, f"disk full: {what} needs about {human_size(needed_bytes)} "
+                                     f"in {folder}, which has {human_size(free)} free")
 
 
-def _megabytes(count):
-    return f"{count / 2**20:.1f} MB"
+def human_size(count):
+    """Bytes in the unit that shows them: 812 KB, 3.4 MB, 2.5 GB."""
+    for unit, size in (("GB", 2**30), ("MB", 2**20)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{max(count, 0) / 2**10:.0f} KB"
 
 
 def is_leftover_temp(name):
-    """Names atomic_path gives its temporary files (``.NAME.XXXXXXXX.tmp.EXT``)."""
+    """Names atomic_path gives its temporary files (``.NAME.PID.XXXXXXXX.tmp.EXT``)."""
     return name.startswith(".") and ".tmp" in name
 
 
+def _writer_alive(name):
+    """Whether the process that named a temporary file is still running (not this one:
+    a process removes only its own leftovers, or those of processes that are gone)."""
+    head = name[: name.rfind(".tmp")]
+    parts = head.rsplit(".", 2)
+    if len(parts) < 3 or not parts[1].isdigit() or int(parts[1]) < 2:
+        return False                      # an older name without the process id
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def remove_leftover_temps(folder, bases=None):
-    """Delete temporary files that a killed atomic write left in ``folder``: all of
-    them, or only those of the files named ``bases`` (names without extension)."""
+    """Delete temporary files that killed atomic writes left in ``folder`` (all of them,
+    or only those of the files named ``bases``, names without extension); a file whose
+    writer still runs is left alone."""
     prefixes = tuple(f".{base}." for base in bases) if bases is not None else (".",)
     removed = []
     if os.path.isdir(folder):
         for name in os.listdir(folder):
             if is_leftover_temp(name) and name.startswith(prefixes) \
+                    and not _writer_alive(name) \
                     and os.path.isfile(os.path.join(folder, name)):
                 os.remove(os.path.join(folder, name))
                 removed.append(name)

@@ -100,7 +100,14 @@ def _read_png16(path):
     tf = tfquiet.import_tensorflow()
 
     with open(path, "rb") as f:
-        array = tf.io.decode_png(f.read(), channels=0, dtype=tf.uint16).numpy()
+        data = f.read()
+    try:
+        array = tf.io.decode_png(data, channels=0, dtype=tf.uint16).numpy()
+    except tf.errors.OpError as error:   # truncated or corrupt
+        from messages import first_line
+
+        raise ImageReadError(f"{path}: not a readable image ({first_line(error.message)})") \
+            from None
     array = array.astype(np.float32) / 65535.0
     channels = array.shape[-1]
     gray = channels <= 2

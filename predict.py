@@ -45,6 +45,8 @@ def parse_args(argv=None):
              "models (768 for the shipped edsr, 12x32), whose overlap would otherwise cost "
              "more; tiles are split evenly")
     add("--overwrite", action="store_true", help="replace existing output files")
+    add("--skip-existing", action="store_true",
+        help="leave inputs whose output exists alone (continue an interrupted folder run)")
     add("--bfloat16", action="store_true",
         help="compute in bfloat16: faster on CPUs with AVX512_BF16/AMX, at a cost of a "
              "few thousandths of a dB (docs/performance.md)")
@@ -53,6 +55,8 @@ def parse_args(argv=None):
         help="also write NAME_x4_compare.png: nearest, bicubic and model side by side, "
              "with the same zoomed crop")
     args = parser.parse_args(argv)
+    if args.overwrite and args.skip_existing:
+        parser.error("--overwrite and --skip-existing exclude each other")
     if args.denoise is not None:
         if not 0 <= args.denoise <= 1:
             parser.error("--denoise must be between 0 (edsr) and 1 (edsr_real)")
@@ -69,19 +73,29 @@ class UsageError(Exception):
     pass
 
 
-# Our own outputs (NAME_x4.png, NAME_x4_compare.png): skipped when a folder is
-# expanded, so running predict.py twice on a folder does not upscale its results.
-OWN_OUTPUT = re.compile(r"_x\d+(_compare)?\.png$")
+# Our own outputs (NAME_x4.png, NAME_x4_compare.png, -o NAME.png's NAME_compare.png):
+# skipped when a folder is expanded, so running predict.py twice on a folder does not
+# upscale its results.
+OWN_OUTPUT = re.compile(r"(_x\d+|_compare)\.png$")
 
 
 def expand_inputs(inputs):
     """Files as given, folders as their image files (sorted, not recursive)."""
-    from images import list_images
+    from images import IMAGE_EXTENSIONS, list_images
 
     files = []
     for item in inputs:
         if os.path.isdir(item):
             found = [f for f in list_images(item) if not OWN_OUTPUT.search(f)]
+            others = sorted(f for f in os.listdir(item) if not f.startswith(".")
+                            and os.path.isfile(os.path.join(item, f))
+                            and not f.lower().endswith(IMAGE_EXTENSIONS))
+            if others:
+                shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more"
+                                                 if len(others) > 3 else "")
+                print(f"note: {item}: skipped {len(others)} file(s) that are not images "
+                      f"predict.py reads ({shown}); it reads {', '.join(IMAGE_EXTENSIONS)}",
+                      file=sys.stderr)
             if not found:
                 raise UsageError(f"{item}: no images found in this folder")
             files += found
@@ -95,7 +109,17 @@ def output_paths(files, inputs, output, scale):
     suffix = f"_x{scale}.png"
     stems = [os.path.splitext(os.path.basename(f))[0] for f in files]
     if output is None:
-        return [os.path.join(os.path.dirname(f), stem + suffix) for f, stem in zip(files, stems)]
+        targets = [os.path.join(os.path.dirname(f), stem + suffix)
+                   for f, stem in zip(files, stems)]
+        by_target = {}
+        for source, target in zip(files, targets):
+            by_target.setdefault(os.path.realpath(target), []).append(source)
+        clash = next((sources for sources in by_target.values() if len(sources) > 1), None)
+        if clash:
+            raise UsageError(f"{' and '.join(clash)} would all be written to "
+                             f"{os.path.basename(targets[files.index(clash[0])])}; nothing was "
+                             "written: rename one, or give each its own -o")
+        return targets
     many = len(files) > 1 or any(os.path.isdir(i) for i in inputs)
     as_folder = output.endswith(("/", os.sep)) or os.path.isdir(output)
     if not many and not as_folder:
@@ -103,7 +127,9 @@ def output_paths(files, inputs, output, scale):
     if os.path.exists(output) and not os.path.isdir(output):
         raise UsageError(f"-o {output}: is a file, but several inputs need a folder")
     if len(set(stems)) < len(stems):
-        raise UsageError("two inputs share a name; give them separate output folders")
+        clash = [f for f, stem in zip(files, stems) if stems.count(stem) > 1]
+        raise UsageError(f"{' and '.join(clash[:2])} share a name; nothing was written: "
+                         "give them separate output folders")
     return [os.path.join(output, stem + suffix) for stem in stems]
 
 
@@ -253,7 +279,7 @@ def busiest_window(image, size):
     energy = np.abs(np.diff(gray, axis=0))[:, :-1] + np.abs(np.diff(gray, axis=1))[:-1, :]
     integral = np.pad(energy, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
     inner = size - 1
-    if energy.shape[0] < inner or energy.shape[1] < inner:
+    if inner < 1 or energy.shape[0] < inner or energy.shape[1] < inner:
         return 0, 0
     sums = (integral[inner:, inner:] - integral[:-inner, inner:]
             - integral[inner:, :-inner] + integral[:-inner, :-inner])
@@ -275,8 +301,14 @@ ARENA_TILE_BYTES_PER_PIXEL = 2048
 READ_BYTES_PER_PIXEL = 20
 
 
+class DiskTooFull(Exception):
+    """An output the disk cannot hold: every later one would fail the same way."""
+
+
 def _gigabytes(count):
-    return f"{count / 2**30:.1f} GB"
+    from fileio import human_size
+
+    return human_size(count)
 
 
 def check_input_size(path, scale):
@@ -338,7 +370,7 @@ def check_output_size(target, layout, tile, scale, radius=0, per_pixel=TILE_BYTE
             f"{_gigabytes(available)} is available; {hint}")
     free = shutil.disk_usage(os.path.dirname(os.path.abspath(target))).free
     if free < whole // 4:   # a PNG of an upscaled photo is rarely under a quarter of raw
-        raise images.ImageWriteError(
+        raise DiskTooFull(
             f"{target}: a {width}x{height} output needs about {_gigabytes(whole // 3)} to "
             f"{_gigabytes(whole)} of disk, {_gigabytes(free)} is free")
 
@@ -406,13 +438,16 @@ def predict(args):
     tile = inference.default_tile(net) if args.tile is None else args.tile or None
     targets = output_paths(files, args.inputs, args.output, scale)
     check_targets(files, targets)
-    failures, written = 0, []
+    failures, written, skipped = 0, [], 0
     progress = tqdm(list(zip(files, targets)), unit="img", disable=len(files) < 2)
     for source, target in progress:
         progress.set_postfix_str(os.path.basename(source))
         compare = os.path.splitext(target)[0] + "_compare.png"
         existing = [p for p in (target, compare if args.compare else None)
                     if p and os.path.exists(p)]
+        if existing and args.skip_existing:
+            skipped += 1
+            continue
         if existing and not args.overwrite:
             tqdm.write(f"error: {existing[0]} exists; pass --overwrite to replace it",
                        file=sys.stderr)
@@ -424,6 +459,10 @@ def predict(args):
             images.check_output_format(target, image.alpha is not None)
             check_output_size(target, output_layout(image, scale), tile, scale,
                               inference.receptive_radius(net), tile_bytes_per_pixel(net))
+        except DiskTooFull as error:
+            summary = (f"; {len(written)} of {len(files)} outputs were written before it, the "
+                       "rest were not tried" if len(files) > 1 else "")
+            raise UsageError(f"{error}{summary}") from None
         except (images.ImageReadError, images.ImageWriteError) as error:
             tqdm.write(f"error: {error}", file=sys.stderr)
             failures += 1
@@ -444,6 +483,8 @@ def predict(args):
             tqdm.write(f"note: {note}")
         written.append(target)
         tqdm.write(f"{source} -> {target} ({shape[1]}x{shape[0]})")
+    if skipped:
+        print(f"note: skipped {skipped} input(s) whose output exists (--skip-existing)")
     return failures
 
 

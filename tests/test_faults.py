@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from conftest import (REPO, mounted_tmpfs, one_line_error, remount_read_only, save_small_model,
                       smooth_image, write_png)
@@ -400,3 +401,168 @@ def test_evaluate_limit_must_be_positive(limit, capsys):
     with pytest.raises(SystemExit):
         evaluate.parse_args(["--data", "demo", "--limit", limit])
     assert "--limit must be at least 1" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- hostile cases
+
+def _png16(path, image):
+    """A 16-bit RGB PNG (Pillow cannot write one)."""
+    import images
+
+    images.write_png(path, image.astype(np.uint16) * 257)
+
+
+def _truncated(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+    return path
+
+
+def _write_kind(folder, kind, rgb):
+    """One image file of a decoder path: (suffix, how it is written)."""
+    from PIL import Image
+
+    gray16 = Image.fromarray(rgb[..., 0].astype(np.uint16) * 257)
+    suffix = {"jpeg": ".jpg", "webp": ".webp", "tiff8": ".tif", "tiff16_gray": ".tif"}.get(
+        kind, ".png")
+    path = str(folder / f"bad{suffix}")
+    if kind == "png16":
+        _png16(path, rgb)
+    elif kind in ("png16_gray", "tiff16_gray"):
+        gray16.save(path)
+    else:
+        image = Image.fromarray(rgb)
+        {"png_palette": image.convert("P"), "png_rgba": image.convert("RGBA")}.get(
+            kind, image).save(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["png8", "png16", "png16_gray", "png_palette", "png_rgba",
+                                  "tiff8", "tiff16_gray", "jpeg", "webp"])
+def test_every_decoder_refuses_a_truncated_file_in_one_line(kind, tmp_path):
+    import images
+
+    path = _truncated(_write_kind(tmp_path, kind, smooth_image(64, 80, seed=7)))
+    with pytest.raises(images.ImageReadError) as caught:
+        images.read_image(path)
+    assert path in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_truncated_16_bit_png_in_a_folder_is_one_line_and_the_rest_is_done(small_model,
+                                                                              tmp_path, capsys):
+    folder = tmp_path / "in"
+    write_png(str(folder / "good.png"), smooth_image(24, 32, seed=1))
+    _png16(str(folder / "deep.png"), smooth_image(24, 32, seed=2))
+    _truncated(str(folder / "deep.png"))
+    code, captured = _predict([str(folder), "--model", small_model, "-o",
+                               str(tmp_path / "out") + "/"], capsys)
+    assert code == 1 and "Traceback" not in captured.err
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "deep.png" in errors[0]
+    assert os.listdir(tmp_path / "out") == ["good_x4.png"]
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_inputs_of_one_stem_never_write_over_each_other(small_model, tmp_path, capsys,
+                                                        overwrite):
+    from PIL import Image
+
+    folder = tmp_path / "in"
+    write_png(str(folder / "photo.png"), smooth_image(24, 32, seed=1))
+    Image.fromarray(smooth_image(24, 32, seed=2)).save(folder / "photo.jpg")
+    code, captured = _predict([str(folder), "--model", small_model] + overwrite, capsys)
+    line = one_line_error(captured.err)
+    assert code == 2 and "photo.jpg" in line and "photo.png" in line and "exists" not in line
+    assert sorted(os.listdir(folder)) == ["photo.jpg", "photo.png"]
+
+
+def test_temporaries_of_a_live_writer_are_kept_and_a_dead_ones_removed(tmp_path):
+    import fileio
+
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        live_file = tmp_path / f".out_x4.{alive.pid}.abcd1234.tmp.png"
+        dead_file = tmp_path / f".out_x4.{dead.pid}.abcd1234.tmp.png"
+        for path in (live_file, dead_file):
+            path.write_bytes(b"partial")
+        removed = fileio.remove_leftover_temps(str(tmp_path), bases=("out_x4",))
+        assert removed == [dead_file.name] and live_file.exists()
+    finally:
+        alive.kill()
+        alive.wait()
+    with fileio.atomic_path(str(tmp_path / "x.png")) as tmp:
+        assert f".x.{os.getpid()}." in os.path.basename(tmp)
+
+
+def test_compare_on_a_one_pixel_image(small_model, tmp_path, capsys):
+    write_png(str(tmp_path / "dot.png"), smooth_image(1, 1))
+    code, captured = _predict([str(tmp_path / "dot.png"), "--model", small_model, "--compare"],
+                              capsys)
+    assert code == 0, captured.err[-2000:]
+    assert (tmp_path / "dot_x4_compare.png").exists()
+
+
+def test_a_full_disk_is_said_once_in_units_that_show_it(small_model, tmp_path, capsys,
+                                                         monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    for i in range(3):
+        write_png(str(tmp_path / "in" / f"{i}.png"), smooth_image(24, 24, seed=i))
+    usage = namedtuple("usage", "total used free")
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage",
+                        lambda p: usage(10**9, 10**9, 1000) if "out" in str(p) else real(p))
+    (tmp_path / "out").mkdir()
+    code, captured = _predict([str(tmp_path / "in"), "--model", small_model, "-o",
+                               str(tmp_path / "out") + "/"], capsys)
+    line = one_line_error(captured.err)
+    assert code == 2 and "0.0 GB" not in line and "KB" in line
+    assert "0 of 3 outputs were written" in line
+    assert sum(line.startswith("error:") for line in captured.err.splitlines()) == 1
+
+
+def test_skip_existing_continues_an_interrupted_folder_run(small_model, tmp_path, capsys):
+    for name in ("a", "b"):
+        write_png(str(tmp_path / "in" / f"{name}.png"), smooth_image(24, 24))
+    out = str(tmp_path / "out") + "/"
+    assert _predict([str(tmp_path / "in"), "--model", small_model, "-o", out], capsys)[0] == 0
+    os.remove(tmp_path / "out" / "b_x4.png")
+    before = (tmp_path / "out" / "a_x4.png").stat().st_mtime_ns
+    code, captured = _predict([str(tmp_path / "in"), "--model", small_model, "-o", out,
+                               "--skip-existing"], capsys)
+    assert code == 0 and "skipped 1 input" in captured.out
+    assert (tmp_path / "out" / "b_x4.png").exists()
+    assert (tmp_path / "out" / "a_x4.png").stat().st_mtime_ns == before
+
+
+def test_a_named_output_s_comparison_is_not_taken_as_an_input(small_model, tmp_path, capsys):
+    write_png(str(tmp_path / "in" / "a.png"), smooth_image(24, 24))
+    assert _predict([str(tmp_path / "in" / "a.png"), "--model", small_model, "-o",
+                     str(tmp_path / "in" / "big.png"), "--compare"], capsys)[0] == 0
+    assert (tmp_path / "in" / "big_compare.png").exists()
+    code, captured = _predict([str(tmp_path / "in"), "--model", small_model, "-o",
+                               str(tmp_path / "out") + "/"], capsys)
+    assert code == 0 and sorted(os.listdir(tmp_path / "out")) == ["a_x4.png", "big_x4.png"]
+
+
+def test_files_a_folder_run_cannot_read_are_named(small_model, tmp_path, capsys):
+    write_png(str(tmp_path / "in" / "a.png"), smooth_image(24, 24))
+    (tmp_path / "in" / "phone.heic").write_bytes(b"ftypheic")
+    code, captured = _predict([str(tmp_path / "in"), "--model", small_model, "-o",
+                               str(tmp_path / "out") + "/"], capsys)
+    assert code == 0 and "skipped 1 file(s)" in captured.err and "phone.heic" in captured.err
+
+
+def test_evaluate_json_into_a_folder_is_refused_before_scoring(small_model, tmp_path, capsys):
+    import evaluate
+
+    (tmp_path / "scores").mkdir()
+    code = evaluate.main(["--model", small_model, "--data", "demo", "--json",
+                          str(tmp_path / "scores"), "--overwrite"])
+    line = one_line_error(capsys.readouterr().err)
+    assert code == 2 and "is a folder" in line

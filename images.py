@@ -17,6 +17,7 @@ EXIF orientation is applied, so photos come out upright.
 import dataclasses
 import os
 import struct
+import zlib
 
 import numpy as np
 
@@ -172,7 +173,7 @@ def read_image(path, keep_8bit=False):
                 rgb /= 255.0   # in place: a large photo is not held twice as float
             return UserImage(rgb, alpha, gray, 8)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError,
-            SyntaxError, struct.error) as error:
+            SyntaxError, struct.error, zlib.error) as error:
         from messages import first_line
 
         raise ImageReadError(f"{path}: not a readable image ({first_line(error)})") from None

@@ -92,12 +92,27 @@ def lock(out):
                          f"({error.strerror})") from None
 
 
-def prepare(out, resume, epochs, settings, differences, config_file=None):
+def discard(out):
+    """Remove a run's own files from ``out`` (--restart): nothing else in the folder."""
+    import shutil
+
+    for name in RUN_FILES:
+        if os.path.exists(os.path.join(out, name)):
+            os.remove(os.path.join(out, name))
+    for name in ("state", "tensorboard"):
+        if os.path.isdir(os.path.join(out, name)):
+            shutil.rmtree(os.path.join(out, name))
+
+
+def prepare(out, resume, epochs, settings, differences, config_file=None, restart=False):
     """Check and start (or continue) the run in the locked ``out``: returns (epoch,
     history rows, {network: weights path}).  ``differences(saved settings)`` lists the
-    settings --resume refuses; config.json is written (or its resume log extended)."""
+    settings --resume refuses; config.json is written (or its resume log extended).
+    ``restart`` first discards what the folder holds of a run."""
     from fileio import write_text
 
+    if restart:
+        discard(out)
     remove_leftovers(out)
     config_path = os.path.join(out, "config.json")
     saved = _read_config(config_path)

@@ -154,6 +154,9 @@ TRAINING = (
     S("out", "runs/three_conv_x4", "run folder", group="run", resume=False),
     S("resume", False, "continue the run in --out from its last completed epoch (starts "
       "fresh if none)", kind="bool", group="run", resume=False, record=False),
+    S("restart", False, "discard the epochs a run in --out has completed and start it anew "
+      "(after a run stopped by a NaN loss, say, with another --lr); only the run's own files "
+      "go", kind="bool", group="run", resume=False, record=False),
     S("tensorboard", False, "also log loss, PSNR, learning rate and validation images to "
       "OUT/tensorboard", kind="bool", group="run", resume=False),
     # speed and distribution
@@ -190,6 +193,7 @@ GROUPS = {"data": "data", "model": "model", "training": "optimization", "run": "
 
 def _rules(v):
     """Rules between settings: (message or None) for each."""
+    yield "--restart and --resume exclude each other" if v.restart and v.resume else None
     yield "--branches needs --expand" if v.branches and not v.expand else None
     yield ("--expand applies to --model three_conv only"
            if v.expand and v.model != "three_conv" else None)

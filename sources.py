@@ -260,3 +260,21 @@ def read_pairs(source_plan, scale=4):
         lr = _read_rgb8(lr_path)[0]
         yield {"name": name, "hr": hr[: scale * lr.shape[0], : scale * lr.shape[1]], "lr": lr,
                "gray": gray}
+
+
+def first_undecodable(data, scale=4):
+    """The first file of a source that does not decode in full (Pillow), as a
+    message naming it, or None: what to tell the user when a decoder fails deep inside
+    a tf.data pipeline, whose error names no file.  Decodes every file: only for then."""
+    import images
+
+    try:
+        files = plan(data, "train", scale, holdout=False)
+    except DataError as error:
+        return str(error)
+    for path in [p for _, p in files.hr] + [p for pair in files.pairs for p in pair[1:]]:
+        try:
+            images.read_image(path)
+        except images.ImageReadError as error:
+            return f"{error}; remove or replace it"
+    return None

@@ -157,7 +157,8 @@ def train(args):
         if chief:   # a cluster's other workers read the run folder, never write it
             epoch, history, weights = runfolder.prepare(
                 args.out, args.resume, args.epochs, settings.recorded(args),
-                lambda saved: settings.resume_differences(saved, args), args.config_file)
+                lambda saved: settings.resume_differences(saved, args), args.config_file,
+                args.restart)
         else:
             (epoch, weights), history = runfolder.committed(args.out, args.resume), []
         if weights:
@@ -191,7 +192,12 @@ def train(args):
         print(f"done: {args.out}/model.h5 (best val PSNR-Y {best:.2f} dB "
               f"on float outputs, {args.scale}-px shave)")
     else:
-        raise UsageError("training stopped early (NaN loss?); see history.csv")
+        done = history[-1]["epoch"] if history else 0
+        kept = os.path.join(args.out, "history.csv" if history else "config.json")
+        raise UsageError(f"training stopped in epoch {done + 1}: the loss became NaN or "
+                         f"infinite; the run is intact up to epoch {done} ({kept}): continue "
+                         "it with --resume, or start it over with --restart (e.g. with a "
+                         "lower --lr)")
     return history
 
 
@@ -241,9 +247,13 @@ def main(argv=None):
     except (data.DataError, inference.ModelError, UsageError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except tf.errors.OpError as error:  # e.g. an image that passed the checks but won't decode
-        print(f"error: while reading {args.data}: {first_line(error.message)}; "
-              "continue with --resume once it is fixed", file=sys.stderr)
+    except tf.errors.OpError as error:  # a file that passed the checks but won't decode
+        import sources
+
+        culprit = next(filter(None, (sources.first_undecodable(d, args.scale)
+                                     for d in (args.data, args.val_data) if d)), None)
+        print(f"error: {culprit or f'while reading {args.data}: {first_line(error.message)}'}"
+              "; continue with --resume once it is fixed", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted; continue with the same command plus --resume", file=sys.stderr)

@@ -566,3 +566,26 @@ def test_evaluate_json_into_a_folder_is_refused_before_scoring(small_model, tmp_
                           str(tmp_path / "scores"), "--overwrite"])
     line = one_line_error(capsys.readouterr().err)
     assert code == 2 and "is a folder" in line
+
+
+def test_a_training_image_damaged_past_its_checksums_is_named(tmp_path, capsys):
+    """Valid chunk CRCs around a broken deflate stream: Pillow's verify() passes it, the
+    tf.data decoder fails deep in the pipeline; the error names the file."""
+    import struct
+    import zlib
+
+    for i in range(12):
+        write_png(str(tmp_path / "images" / f"{i:02d}.png"), smooth_image(96, 96, seed=i))
+    bad = tmp_path / "images" / "05.png"
+    data = bytearray(bad.read_bytes())
+    at = data.find(b"IDAT")
+    length = struct.unpack(">I", data[at - 4:at])[0]
+    for k in range(at + 24, at + 64):
+        data[k] ^= 0x5A
+    data[at + 4 + length:at + 8 + length] = struct.pack(
+        ">I", zlib.crc32(bytes(data[at:at + 4 + length])) & 0xFFFFFFFF)
+    bad.write_bytes(bytes(data))
+    code = train.main(["--data", str(tmp_path / "images"), "--epochs", "1", "--steps-per-epoch",
+                       "2", "--val-patch-size", "64", "--out", str(tmp_path / "run")])
+    line = one_line_error(capsys.readouterr().err)
+    assert code == 2 and "05.png" in line and "--resume" in line

@@ -320,3 +320,22 @@ def test_init_from_a_shallower_edsr_grows_it(tmp_path, capsys):
     np.testing.assert_allclose(np.asarray(net(x)), np.asarray(shallow(x)), rtol=1e-5, atol=1e-6)
     with pytest.raises(train.UsageError, match="another architecture"):
         train.start_from(models.edsr(4, blocks=3, width=16), path)
+
+
+def test_a_nan_stopped_run_names_what_it_kept_and_can_resume_or_restart(tmp_path, capsys):
+    out = str(tmp_path / "nan")
+    assert train.main(DEMO_ARGS + ["--epochs", "2", "--lr", "1e12", "--out", out]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "stopped in epoch 1" in err and "--resume" in err and "--restart" in err
+    named = err.split("(")[1].split(")")[0]
+    assert os.path.exists(named), named
+    # The same settings resume (here: start over, nothing was completed) ...
+    assert train.main(DEMO_ARGS + ["--epochs", "1", "--lr", "1e12", "--resume",
+                                   "--out", out]) == 2
+    # ... and --restart starts it anew with other settings.
+    assert train.main(DEMO_ARGS + ["--epochs", "1", "--restart", "--out", out]) == 0
+    assert _epochs(out) == [1]
+    with open(os.path.join(out, "config.json")) as f:
+        assert json.load(f)["settings"]["lr"] == 1e-3
+    with pytest.raises(SystemExit):
+        train.parse_args(["--restart", "--resume"])

@@ -77,6 +77,18 @@ class UserImage:
     alpha: np.ndarray | None   # float32 (H, W) in [0, 1], or None
     gray: bool
     bits: int                  # 8 or 16
+    icc: bytes | None = None   # the file's embedded ICC colour profile: outputs carry it
+
+
+def icc_profile(path):
+    """The ICC profile embedded in an image file, or None (read from the header)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.info.get("icc_profile") or None
+    except Exception:   # unreadable files are reported by read_image
+        return None
 
 
 def png_header(path):
@@ -130,9 +142,15 @@ def _read_tiff16_color(path):
 
 
 def read_image(path, keep_8bit=False):
-    """Read an image file as a UserImage; any failure is an ImageReadError.
-    ``keep_8bit=True`` leaves an 8-bit image's RGB as uint8 (a quarter of float32's
-    memory, for large photos)."""
+    """Read an image file as a UserImage (with its ICC profile); any failure is an
+    ImageReadError.  ``keep_8bit=True`` leaves an 8-bit image's RGB as uint8 (a
+    quarter of float32's memory, for large photos)."""
+    image = _read_pixels(path, keep_8bit)
+    image.icc = icc_profile(path)
+    return image
+
+
+def _read_pixels(path, keep_8bit=False):
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -243,10 +261,11 @@ def check_output_format(path, has_alpha=False):
                               "write .png, .tif or .webp")
 
 
-def write_image(path, array):
+def write_image(path, array, icc=None):
     """Write a uint8/uint16 array (1-4 channels) in the format ``path``'s extension
-    names, atomically.  Formats without 16 bits (JPEG, WebP) get the 8-bit rounding;
-    returns a note saying so, or None."""
+    names, atomically, with the ICC profile ``icc`` embedded if given.  Formats
+    without 16 bits (JPEG, WebP) get the 8-bit rounding; returns a note saying so,
+    or None."""
     check_output_format(path, array.ndim == 3 and array.shape[-1] in (2, 4))
     name, deep_ok, _ = OUTPUT_FORMATS[os.path.splitext(path)[1].lower()]
     note = None
@@ -254,7 +273,7 @@ def write_image(path, array):
         array = ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
         note = f"{path}: {name} holds 8 bits per channel; the 16-bit result was rounded"
     if name == "PNG":
-        write_png(path, array)
+        write_png(path, array, icc)
         return note
     from fileio import atomic_path
 
@@ -267,17 +286,19 @@ def write_image(path, array):
             channels = array.shape[-1] if array.ndim == 3 else 1
             tifffile.imwrite(tmp, array, compression="zlib",
                              photometric="rgb" if channels >= 3 else "minisblack",
-                             extrasamples=["unassalpha"] if channels in (2, 4) else None)
+                             extrasamples=["unassalpha"] if channels in (2, 4) else None,
+                             iccprofile=icc)
         else:
             from PIL import Image
 
-            Image.fromarray(array).save(tmp, format=name, quality=95)
+            extra = {"icc_profile": icc} if icc else {}
+            Image.fromarray(array).save(tmp, format=name, quality=95, **extra)
     return note
 
 
-def write_png(path, array):
+def write_png(path, array, icc=None):
     """Write a uint8 or uint16 array with 1, 2, 3 or 4 channels as PNG, atomically
-    (PngStream's encoder: no TensorFlow needed)."""
+    (PngStream's encoder: no TensorFlow needed), with an ICC profile if given."""
     from fileio import atomic_path
 
     array = np.asarray(array)
@@ -285,7 +306,7 @@ def write_png(path, array):
         array = array[..., None]
     with atomic_path(path) as tmp:
         stream = PngStream(tmp, array.shape[1], array.shape[0], array.shape[2],
-                           16 if array.dtype == np.uint16 else 8)
+                           16 if array.dtype == np.uint16 else 8, icc=icc)
         try:
             stream.write(array)
         except BaseException:
@@ -303,7 +324,7 @@ class PngStream:
 
     COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}   # channels -> PNG colour type
 
-    def __init__(self, path, width, height, channels, bits=8, level=2):
+    def __init__(self, path, width, height, channels, bits=8, level=2, icc=None):
         self.path, self.width, self.height = path, width, height
         self.channels, self.bits = channels, bits
         self.rows_written, self.previous = 0, None
@@ -316,6 +337,10 @@ class PngStream:
         ihdr = struct.pack(">IIBBBBB", width, height, bits, self.COLOR_TYPES[channels], 0, 0, 0)
         self.file.write(b"\x89PNG\r\n\x1a\n")
         self._chunk(b"IHDR", ihdr)
+        if icc:   # iCCP: a profile name, compression method 0 (zlib), the profile
+            import zlib
+
+            self._chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(icc))
 
     def _chunk(self, kind, payload):
         import zlib

@@ -393,7 +393,7 @@ def write_output(net, image, target, tile, compare=None, progress=None):
         with atomic_path(target) as tmp:
             # One band is deflated and written in the background while the next is
             # computed: zlib runs outside the GIL, on the core the model leaves idle.
-            with images.PngStream(tmp, width, height, channels, bits) as png, \
+            with images.PngStream(tmp, width, height, channels, bits, icc=image.icc) as png, \
                     ThreadPoolExecutor(1) as writer:
                 writing = None
                 for row, band in bands:
@@ -413,7 +413,7 @@ def write_output(net, image, target, tile, compare=None, progress=None):
             out[row:row + len(band)] = band
             if figure:
                 figure.add(row, band)
-        note = images.write_image(target, out)
+        note = images.write_image(target, out, image.icc)
     if figure:
         figure.write(compare)
     return (height, width), note

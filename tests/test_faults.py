@@ -589,3 +589,23 @@ def test_a_training_image_damaged_past_its_checksums_is_named(tmp_path, capsys):
                        "2", "--val-patch-size", "64", "--out", str(tmp_path / "run")])
     line = one_line_error(capsys.readouterr().err)
     assert code == 2 and "05.png" in line and "--resume" in line
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif", ".jpg", ".webp"])
+def test_a_wide_gamut_photo_keeps_its_colour_profile(small_model, tmp_path, capsys, suffix):
+    """An embedded colour profile (a phone's Display P3; here a profile that is not
+    sRGB, LittleCMS's sRGB with its last bytes changed) travels from the input to the
+    output byte for byte, so the unconverted pixels keep meaning the same colours."""
+    from PIL import Image, ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+    icc = profile.tobytes()
+    wide = bytearray(icc)
+    wide[-8:] = b"P3-test!"
+    photo = tmp_path / "in.jpg"
+    Image.fromarray(smooth_image(24, 32, seed=3)).save(photo, icc_profile=bytes(wide))
+    out = tmp_path / f"out{suffix}"
+    code, captured = _predict([str(photo), "--model", small_model, "-o", str(out)], capsys)
+    assert code == 0, captured.err[-2000:]
+    with Image.open(out) as result:
+        assert result.info.get("icc_profile") == bytes(wide)

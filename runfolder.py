@@ -256,19 +256,35 @@ def save_weights(model, path):
     write_bytes(path, buffer.getvalue())
 
 
-def bytes_per_epoch_save(networks):
-    """About what one epoch's files take: each network's resume weights with Adam's two
-    moments, two plain .h5 files of the main one, plus room for the temporary copies."""
+def epoch_bytes(out):
+    """What the last committed epoch wrote (resume state, models, history, curves), or
+    None for a run with no committed epoch."""
+    state = read_state(out)
+    if not state:
+        return None
+    files = list(state["weights"].values()) + [os.path.join(out, name) for name in RUN_FILES
+                                               if name != "config.json"]
+    return sum(os.path.getsize(f) for f in files if os.path.exists(f))
+
+
+def bytes_per_epoch_save(networks, out=None):
+    """About what saving one epoch takes: 1.2 x what the run's last epoch wrote, or,
+    before its first, the same worked out from the networks' sizes (each network's
+    weights with Adam's two moments, two plain .h5 files of the main one, the curves)."""
     import numpy
 
     import model as models
+
+    written = epoch_bytes(out) if out else None
+    if written:
+        return int(1.2 * written)
 
     def size(weights):
         return sum(int(numpy.prod(w.shape)) for w in weights) * 4
 
     training = sum(size(net.weights) for net in networks.values())
     plain = size(models.collapse(networks[MAIN]).weights)
-    return int(1.25 * (3 * training + 2 * plain) + 2 * 2**20)
+    return int(1.2 * (3 * training + 2 * plain) + 128 * 1024)
 
 
 def commit_epoch(out, row, history, networks, best, title):
@@ -320,11 +336,17 @@ def make_recorder(out, history, title, networks=None):
         def networks(self):
             return {MAIN: self.model, **(networks or {})}
 
-        def on_train_begin(self, logs=None):
-            self.needed = bytes_per_epoch_save(self.networks())
-
         def on_epoch_begin(self, epoch, logs=None):
+            from fileio import DiskFull, check_free_space
+
             self.started = time.time()
+            self.needed = bytes_per_epoch_save(self.networks(), out)
+            try:   # before the epoch's work, not only before its save
+                check_free_space(out, self.needed, f"training epoch {epoch + 1}")
+            except DiskFull as error:
+                raise UsageError(f"{error.strerror}; the run is intact up to epoch {epoch}: "
+                                 "free some space, then rerun the same command with "
+                                 "--resume") from None
 
         def on_epoch_end(self, epoch, logs=None):
             from fileio import DiskFull, check_free_space, is_disk_full

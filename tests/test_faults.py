@@ -609,3 +609,26 @@ def test_a_wide_gamut_photo_keeps_its_colour_profile(small_model, tmp_path, caps
     assert code == 0, captured.err[-2000:]
     with Image.open(out) as result:
         assert result.info.get("icc_profile") == bytes(wide)
+
+
+def test_the_disk_check_asks_about_what_an_epoch_writes_and_comes_before_its_work(tmp_path,
+                                                                                  capsys):
+    import runfolder
+
+    out = str(tmp_path / "run")
+    assert train.main(DEMO + ["--epochs", "1", "--out", out]) == 0
+    written = runfolder.epoch_bytes(out)
+    net = train.compile_model(train.parse_args(DEMO + ["--out", out]))
+    net.optimizer.build(net.trainable_variables)
+    before_any = runfolder.bytes_per_epoch_save({runfolder.MAIN: net})
+    assert written / 1.5 <= before_any <= 1.5 * written
+    assert runfolder.bytes_per_epoch_save({runfolder.MAIN: net}, out) <= 1.5 * written
+    with mounted_tmpfs(str(tmp_path / "disk"), "4m") as disk:
+        small = os.path.join(disk, "run")
+        assert train.main(DEMO + ["--epochs", "1", "--out", small]) == 0
+        _fill(disk, int(0.9 * runfolder.epoch_bytes(small)))
+        capsys.readouterr()
+        assert train.main(DEMO + ["--epochs", "2", "--resume", "--out", small]) == 2
+        line = one_line_error(capsys.readouterr().err)
+        assert "training epoch 2" in line and "intact up to epoch 1" in line
+        assert _epochs(small) == [1]

@@ -73,13 +73,14 @@ def make_train_step(strategy, net, loss_fn, psnr_fn, global_batch, xla=False):
     return step
 
 
-def evaluate(net, val_ds, loss_fn, psnr_fn):
+def evaluate(net, val_ds, loss_fn, psnr_fn, forward=None):
     """Mean loss and PSNR over the fixed validation crops, on this process alone
     (every worker holds the same weights and the whole validation set, so the
-    figures are those of a one-device run)."""
+    figures are those of a one-device run).  ``forward``: the net as one tf.function
+    kept across epochs (traced once, not once per epoch and batch shape)."""
     import tensorflow as tf
 
-    forward = tf.function(lambda lr: net(lr, training=False))
+    forward = forward or tf.function(lambda lr: net(lr, training=False), reduce_retracing=True)
     loss_sum = psnr_sum = count = 0.0
     for lr, hr in val_ds:
         sr = forward(lr)
@@ -89,15 +90,43 @@ def evaluate(net, val_ds, loss_fn, psnr_fn):
     return loss_sum / count, psnr_sum / count
 
 
+class _Progress:
+    """Keras' progress bar on a terminal; in a log (stdout not a terminal) a plain line
+    every tenth of the epoch and at its end, instead of a bar's escape codes."""
+
+    def __init__(self, steps, verbose):
+        import sys
+        import time
+
+        import keras
+
+        self.steps, self.verbose, self.time = steps, verbose, time
+        self.terminal = sys.stdout.isatty()
+        self.started = time.time()
+        if verbose and self.terminal:
+            self.bar = keras.utils.Progbar(steps, stateful_metrics=["loss", "psnr"])
+
+    def update(self, done, values, finalize=False):
+        if not self.verbose:
+            return
+        if self.terminal:
+            self.bar.update(done, values, finalize=finalize)
+        elif finalize or done % max(1, self.steps // 10) == 0 and done < self.steps:
+            shown = " - ".join(f"{name}: {value:.4f}" for name, value in values)
+            print(f"{done}/{self.steps} {self.time.time() - self.started:.0f}s - {shown}",
+                  flush=True)
+
+
 def fit(strategy, net, dataset_fn, val_ds, *, epochs, steps_per_epoch, initial_epoch,
         global_batch, loss, psnr_fn, callbacks, xla=False, verbose=True):
     """Train ``net`` (built under ``strategy.scope()``) from ``initial_epoch`` to
     ``epochs`` on ``loss(lr, hr, sr)`` (per patch; losses.py).  ``dataset_fn(input_context)``
     gives one input pipeline's batches of per-replica size.  Returns False if a NaN
     or infinite loss stopped it."""
-    import keras
+    import tensorflow as tf
 
     loss_fn = loss
+    forward = tf.function(lambda lr: net(lr, training=False), reduce_retracing=True)
     batches = strategy.distribute_datasets_from_function(dataset_fn)
     iterator = iter(batches)
     step = make_train_step(strategy, net, loss_fn, psnr_fn, global_batch, xla)
@@ -108,9 +137,8 @@ def fit(strategy, net, dataset_fn, val_ds, *, epochs, steps_per_epoch, initial_e
         for callback in callbacks:
             callback.on_epoch_begin(epoch)
         if verbose:
-            print(f"Epoch {epoch + 1}/{epochs}")
-        bar = keras.utils.Progbar(steps_per_epoch, verbose=1 if verbose else 0,
-                                  stateful_metrics=["loss", "psnr"])
+            print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+        progress = _Progress(steps_per_epoch, verbose)
         loss_sum = psnr_sum = 0.0
         for i in range(steps_per_epoch):
             batch_loss, batch_psnr = (float(v) for v in step(iterator))
@@ -119,12 +147,13 @@ def fit(strategy, net, dataset_fn, val_ds, *, epochs, steps_per_epoch, initial_e
                 return False
             loss_sum += batch_loss
             psnr_sum += batch_psnr
-            bar.update(i + 1, [("loss", loss_sum / (i + 1)), ("psnr", psnr_sum / (i + 1))])
-        val_loss, val_psnr = evaluate(net, val_ds, loss_fn, psnr_fn)
+            progress.update(i + 1, [("loss", loss_sum / (i + 1)), ("psnr", psnr_sum / (i + 1))])
+        val_loss, val_psnr = evaluate(net, val_ds, loss_fn, psnr_fn, forward)
         logs = {"loss": loss_sum / steps_per_epoch, "psnr": psnr_sum / steps_per_epoch,
                 "val_loss": val_loss, "val_psnr": val_psnr}
-        bar.update(steps_per_epoch, [("val_loss", val_loss), ("val_psnr", val_psnr)],
-                   finalize=True)
+        progress.update(steps_per_epoch, [("loss", logs["loss"]), ("psnr", logs["psnr"]),
+                                          ("val_loss", val_loss), ("val_psnr", val_psnr)],
+                        finalize=True)
         for callback in callbacks:
             callback.on_epoch_end(epoch, logs)
     return True

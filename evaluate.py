@@ -156,7 +156,9 @@ def evaluate_source(net, source, scale, limit=None, with_rgb=False, save_dir=Non
     rows = []
     pairs, count = input_images(source, limit) if no_reference else \
         source_pairs(source, scale, limit, tfds_dir)
-    for item in tqdm(pairs, desc=set_name, unit="img", total=count, leave=False):
+    # disable=None: a bar on a terminal, nothing in a log (the table is printed at the end).
+    for item in tqdm(pairs, desc=set_name, unit="img", total=count, leave=False,
+                     disable=None):
         name = item["name"].decode() if isinstance(item["name"], bytes) else item["name"]
         if no_reference:
             row, sr = score_input(net, item["lr"], scale)

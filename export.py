@@ -188,7 +188,11 @@ def export_model(net, path, fmt, quantize="none", data="demo", count=64, source=
         spec = [keras.InputSpec(shape=(None, None, None, 3), dtype="float32")]
         keras_format = {"saved_model": "tf_saved_model", "tflite": "litert"}.get(fmt, fmt)
         exported = built if crops is None else os.path.join(work, "float.onnx")
-        net.export(exported, format=keras_format, verbose=False, input_signature=spec, **options)
+        import tfquiet
+
+        with tfquiet.quiet_stderr():   # the LiteRT converter's C++ lines ("fully_quantize: 0 ...")
+            net.export(exported, format=keras_format, verbose=False, input_signature=spec,
+                       **options)
         if crops is not None:
             quantize_onnx(exported, built, crops)
         if fmt == "onnx" and source:

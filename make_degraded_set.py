@@ -92,7 +92,7 @@ def make_set(source, out, seed=0, config=None, scale=4, overwrite=False):
                           input_signature=[tf.TensorSpec([None, None, 3], tf.uint8),
                                            tf.TensorSpec([2], tf.int64)])
     lr_dir = os.path.join(out, f"LR_realesrgan_X{scale}")
-    for path in tqdm(paths, desc="degrading", unit="img", leave=False):
+    for path in tqdm(paths, desc="degrading", unit="img", leave=False, disable=None):
         name = os.path.splitext(os.path.basename(path))[0]
         image = images.read_image(path)
         hr = images.to_uint8(image.rgb)

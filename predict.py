@@ -439,7 +439,9 @@ def predict(args):
     targets = output_paths(files, args.inputs, args.output, scale)
     check_targets(files, targets)
     failures, written, skipped = 0, [], 0
-    progress = tqdm(list(zip(files, targets)), unit="img", disable=len(files) < 2)
+    # On a terminal a bar; in a log (not a terminal) only the line each image prints.
+    progress = tqdm(list(zip(files, targets)), unit="img",
+                    disable=True if len(files) < 2 else None)
     for source, target in progress:
         progress.set_postfix_str(os.path.basename(source))
         compare = os.path.splitext(target)[0] + "_compare.png"
@@ -470,7 +472,7 @@ def predict(args):
         tiles = inference.tile_count(image.rgb.shape, tile)
         # One large image shows its own progress: tiles done and time left.
         with tqdm(total=tiles, unit="tile", desc=os.path.basename(source), leave=False,
-                  disable=tiles < 4) as tile_progress:
+                  disable=True if tiles < 4 else None) as tile_progress:
             try:
                 shape, note = write_output(net, image, target, tile,
                                            compare if args.compare else None,

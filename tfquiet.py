@@ -33,7 +33,9 @@ def import_tensorflow(start_devices=True):
     configure it first (a MultiWorkerMirroredStrategy; start it in quiet_stderr)."""
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # 3: C++ errors too (e.g. oneDNN's "DT_UINT8 only on platforms with AVX-512", logged
+    # as an error for an op it then runs anyway); a failing op still raises in Python.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with quiet_stderr():
         import tensorflow as tf
 

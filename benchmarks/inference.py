@@ -113,6 +113,9 @@ def main(argv=None):
     parser.add_argument("--model", default=None,
                         help="a trained .h5 to measure (default: every shipped model)")
     args = parser.parse_args(argv)
+    import tfquiet
+
+    tfquiet.import_tensorflow()   # without TensorFlow's start-up log
     import keras
     import tensorflow as tf
 

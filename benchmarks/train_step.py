@@ -186,6 +186,9 @@ def main(argv=None):
     parser.add_argument("--precision-only", action="store_true",
                         help="only the float32 / XLA / bfloat16 table of every model")
     args = parser.parse_args(argv)
+    import tfquiet
+
+    tfquiet.import_tensorflow()   # without TensorFlow's start-up log
     print(f"cpu cores: {os.cpu_count()}")
     if args.precision_only:
         precision_table(max(args.steps // 4, 10))

@@ -339,3 +339,15 @@ def test_a_nan_stopped_run_names_what_it_kept_and_can_resume_or_restart(tmp_path
         assert json.load(f)["settings"]["lr"] == 1e-3
     with pytest.raises(SystemExit):
         train.parse_args(["--restart", "--resume"])
+
+
+def test_a_log_gets_plain_progress_lines_not_a_bar(tmp_path, capsys):
+    out = str(tmp_path / "logged")
+    assert train.main(DEMO_ARGS[:2] + ["--steps-per-epoch", "20", "--batch-size", "4",
+                                       "--val-crops", "2", "--epochs", "1", "--out", out]) == 0
+    printed = capsys.readouterr().out
+    assert "\x1b[" not in printed and "\r" not in printed       # no escape codes, no redraws
+    lines = [line for line in printed.splitlines() if line.startswith(("2/20", "20/20"))]
+    assert lines[0].startswith("2/20") and "loss:" in lines[0]
+    assert lines[-1].startswith("20/20") and "val_psnr:" in lines[-1]
+    assert len([line for line in printed.splitlines() if "/20 " in line]) == 10

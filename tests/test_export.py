@@ -162,3 +162,12 @@ def test_shipped_onnx_exports_are_of_the_shipped_h5(name):
     expected = inference.super_resolve(inference.load_model(h5), image, convert=None)
     np.testing.assert_allclose(inference.super_resolve(runtimes.load(twin), image, convert=None),
                                expected, atol=1e-5)
+
+
+def test_an_int8_litert_export_prints_nothing_of_the_converters(tmp_path, capfd):
+    """The LiteRT converter writes its C++ lines ("fully_quantize: 0, inference_type: 6,
+    ...") to the process's stderr: the user is shown only export.py's own line."""
+    assert export.main(["three_conv_64x32", "--format", "tflite", "--quantize", "int8",
+                        "--data", "demo", "-o", str(tmp_path / "m.tflite")]) == 0
+    captured = capfd.readouterr()
+    assert "fully_quantize" not in captured.err + captured.out

@@ -351,3 +351,17 @@ def test_a_log_gets_plain_progress_lines_not_a_bar(tmp_path, capsys):
     assert lines[0].startswith("2/20") and "loss:" in lines[0]
     assert lines[-1].startswith("20/20") and "val_psnr:" in lines[-1]
     assert len([line for line in printed.splitlines() if "/20 " in line]) == 10
+
+
+def test_the_quick_start_prints_no_tensorflow_noise(tmp_path):
+    """Run as a user runs it (a new process, output to a log): no C++ log lines, no
+    retracing warnings, no progress-bar escape codes."""
+    result = subprocess.run([sys.executable, "train.py", "--config", "configs/demo.toml",
+                             "--epochs", "2", "--steps-per-epoch", "3", "--val-crops", "2",
+                             "--out", str(tmp_path / "demo")], cwd=REPO, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    noise = [line for line in (result.stdout + result.stderr).splitlines()
+             if line[:5] in ("E0000", "W0000", "I0000") or "retracing" in line
+             or "\x1b[" in line]
+    assert noise == [], noise[:5]

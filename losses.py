@@ -36,6 +36,18 @@ def distillation(loss, teacher, weight):
     return distilled
 
 
+def load_teacher(path, scale):
+    """A --teacher model, frozen; ValueError unless it upscales by ``scale``."""
+    import inference
+
+    teacher = inference.load_model(path)
+    if inference.model_scale(teacher) != scale:
+        raise ValueError(f"--teacher {path} upscales x{inference.model_scale(teacher)}, "
+                         f"not x{scale}")
+    teacher.trainable = False
+    return teacher
+
+
 def from_settings(args, teacher=None):
     """The training loss that train.py's settings describe."""
     loss = pixel(args.loss, args.chroma_weight)

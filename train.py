@@ -149,7 +149,7 @@ def train(args):
     with strategy.scope():
         net = compile_model(args)
         net.optimizer.build(net.trainable_variables)
-        teacher = load_teacher(args) if args.teacher else None
+        teacher = losses.load_teacher(args.teacher, args.scale) if args.teacher else None
     if args.init_from and not runfolder.committed(args.out, args.resume)[1]:
         start_from(net, args.init_from)   # resuming loads the run's own state instead
     lock = runfolder.lock(args.out) if chief else None
@@ -199,18 +199,6 @@ def train(args):
                          "it with --resume, or start it over with --restart (e.g. with a "
                          "lower --lr)")
     return history
-
-
-def load_teacher(args):
-    """The --teacher model, frozen; a UsageError unless it upscales by --scale."""
-    import inference
-
-    teacher = inference.load_model(args.teacher)
-    if inference.model_scale(teacher) != args.scale:
-        raise UsageError(f"--teacher {args.teacher} upscales x{inference.model_scale(teacher)}, "
-                         f"not x{args.scale}")
-    teacher.trainable = False
-    return teacher
 
 
 def start_from(net, path):

@@ -8,7 +8,6 @@ was grayscale (the field scores those on their one channel).
 batches in [0, 1], with LR made by bicubic or by Real-ESRGAN's degradations.
 """
 
-import os
 import socket
 import urllib.parse
 
@@ -16,8 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 import bicubic
-from sources import (DataError, SPLITS, plan, source_kind,  # noqa: F401  (used by the CLIs)
-                     source_name)
+from sources import DataError, plan, source_kind  # noqa: F401  (re-exported for callers)
 
 # Formats that tf.io.decode_image reads natively (faster, in parallel); others go through Pillow.
 _TF_DECODABLE = (".png", ".jpg", ".jpeg", ".bmp", ".gif")

@@ -11,7 +11,6 @@ import sys
 import textwrap
 import time
 
-import pytest
 from conftest import REPO, run_python
 
 DEMO = ["--data", "demo", "--batch-size", "4", "--val-crops", "2", "--patches-per-image", "2",

@@ -42,52 +42,95 @@ def is_chief(strategy):
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
-def make_train_step(strategy, net, loss_fn, psnr_fn, global_batch, xla=False):
+def _total(losses):
+    """A loss function's value as (total per patch, {term: per patch} or {})."""
+    import tensorflow as tf
+
+    if isinstance(losses, dict):
+        return tf.add_n(list(losses.values())), losses
+    return losses, {}
+
+
+def make_train_step(strategy, net, loss_fn, psnr_fn, global_batch, xla=False,
+                    discriminator=None, discriminator_loss=None):
     """One distributed step: each replica's share of the global batch, gradients
     summed across replicas by the Keras optimizer.  ``loss_fn(lr, hr, sr)`` gives
-    one loss per patch (losses.py).  Returns the global mean loss and mean PSNR of
-    the batch (PSNR always against HR)."""
+    one loss per patch, or named terms of it (losses.py).  With a ``discriminator``
+    (compiled with its own optimizer) the step then trains it on ``discriminator_loss(hr,
+    sr)`` with the same outputs, as Real-ESRGAN does.  Returns {"loss", "psnr", each term,
+    "d_loss"}: global means over the batch (PSNR always against HR)."""
     import tensorflow as tf
+
+    def average(per_patch):
+        return tf.nn.compute_average_loss(per_patch, global_batch_size=global_batch)
 
     def gradients(lr, hr):
         with tf.GradientTape() as tape:
             sr = net(lr, training=True)
-            loss = tf.nn.compute_average_loss(loss_fn(lr, hr, sr), global_batch_size=global_batch)
-        return tape.gradient(loss, net.trainable_variables), loss, tf.reduce_sum(psnr_fn(hr, sr))
+            total, terms = _total(loss_fn(lr, hr, sr))
+            loss = average(total)
+        logs = {"loss": loss, "psnr": average(psnr_fn(hr, sr)),
+                **{name: average(value) for name, value in terms.items()}}
+        return tape.gradient(loss, net.trainable_variables), logs, sr
 
-    compute = tf.function(gradients, jit_compile=True) if xla else gradients
+    def critic_gradients(hr, sr):
+        with tf.GradientTape() as tape:
+            loss = average(discriminator_loss(hr, tf.stop_gradient(sr)))
+        return tape.gradient(loss, discriminator.trainable_variables), loss
+
+    compile_ = (lambda f: tf.function(f, jit_compile=True)) if xla else (lambda f: f)
+    compute, critic_compute = compile_(gradients), compile_(critic_gradients)
 
     def replica_step(lr, hr):
-        grads, loss, psnr_sum = compute(lr, hr)
+        grads, logs, sr = compute(lr, hr)
         net.optimizer.apply_gradients(zip(grads, net.trainable_variables))
-        return loss, psnr_sum
+        if discriminator is not None:
+            grads, logs["d_loss"] = critic_compute(hr, sr)
+            discriminator.optimizer.apply_gradients(zip(grads, discriminator.trainable_variables))
+        return logs
 
     @tf.function
     def step(iterator):
         lr, hr = next(iterator)
-        loss, psnr_sum = strategy.run(replica_step, args=(lr, hr))
-        total = tf.distribute.ReduceOp.SUM
-        return (strategy.reduce(total, loss, axis=None),
-                strategy.reduce(total, psnr_sum, axis=None) / global_batch)
+        logs = strategy.run(replica_step, args=(lr, hr))
+        return {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                for name, value in logs.items()}
 
     return step
 
 
-def evaluate(net, val_ds, loss_fn, psnr_fn, forward=None):
+def evaluate(net, val_ds, loss_fn, psnr_fn, forward=None, niqe=False):
     """Mean loss and PSNR over the fixed validation crops, on this process alone
     (every worker holds the same weights and the whole validation set, so the
-    figures are those of a one-device run).  ``forward``: the net as one tf.function
-    kept across epochs (traced once, not once per epoch and batch shape)."""
+    figures are those of a one-device run), and with ``niqe`` the crops' mean NIQE
+    (metrics.niqe_of; None when the crops are too small for it).  ``forward``: the net as
+    one tf.function kept across epochs (traced once, not once per epoch and batch shape)."""
+    import numpy as np
     import tensorflow as tf
 
     forward = forward or tf.function(lambda lr: net(lr, training=False), reduce_retracing=True)
     loss_sum = psnr_sum = count = 0.0
+    scores = []
     for lr, hr in val_ds:
         sr = forward(lr)
-        loss_sum += float(tf.reduce_sum(loss_fn(lr, hr, sr)))
+        loss_sum += float(tf.reduce_sum(_total(loss_fn(lr, hr, sr))[0]))
         psnr_sum += float(tf.reduce_sum(psnr_fn(hr, sr)))
         count += int(lr.shape[0])
-    return loss_sum / count, psnr_sum / count
+        if niqe:
+            scores += [_niqe(image) for image in np.asarray(sr)]
+    scores = [s for s in scores if s is not None]
+    return loss_sum / count, psnr_sum / count, (float(np.mean(scores)) if scores else None)
+
+
+def _niqe(image):
+    import numpy as np
+
+    import metrics
+
+    try:
+        return metrics.niqe_of(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8))
+    except ValueError:   # smaller than NIQE's two blocks
+        return None
 
 
 class _Progress:
@@ -100,16 +143,19 @@ class _Progress:
 
         import keras
 
-        self.steps, self.verbose, self.time = steps, verbose, time
+        self.steps, self.verbose, self.time, self.keras = steps, verbose, time, keras
         self.terminal = sys.stdout.isatty()
         self.started = time.time()
-        if verbose and self.terminal:
-            self.bar = keras.utils.Progbar(steps, stateful_metrics=["loss", "psnr"])
+        self.bar = None   # made at the first update, once the names of the values are known
 
     def update(self, done, values, finalize=False):
         if not self.verbose:
             return
         if self.terminal:
+            if self.bar is None:   # the values are running means: all "stateful"
+                self.bar = self.keras.utils.Progbar(
+                    self.steps, stateful_metrics=[name for name, _ in values] +
+                    ["val_loss", "val_psnr", "val_niqe"])
             self.bar.update(done, values, finalize=finalize)
         elif finalize or done % max(1, self.steps // 10) == 0 and done < self.steps:
             shown = " - ".join(f"{name}: {value:.4f}" for name, value in values)
@@ -118,18 +164,23 @@ class _Progress:
 
 
 def fit(strategy, net, dataset_fn, val_ds, *, epochs, steps_per_epoch, initial_epoch,
-        global_batch, loss, psnr_fn, callbacks, xla=False, verbose=True):
+        global_batch, loss, psnr_fn, callbacks, xla=False, verbose=True, discriminator=None,
+        discriminator_loss=None, val_niqe=False):
     """Train ``net`` (built under ``strategy.scope()``) from ``initial_epoch`` to
-    ``epochs`` on ``loss(lr, hr, sr)`` (per patch; losses.py).  ``dataset_fn(input_context)``
-    gives one input pipeline's batches of per-replica size.  Returns False if a NaN
-    or infinite loss stopped it."""
+    ``epochs`` on ``loss(lr, hr, sr)`` (per patch, or named terms; losses.py), with a
+    ``discriminator`` trained on ``discriminator_loss`` beside it.
+    ``dataset_fn(input_context)`` gives one input pipeline's batches of per-replica size.
+    With an averaging optimizer (use_ema) validation scores the averaged weights.
+    Returns False if a NaN or infinite loss stopped it."""
     import tensorflow as tf
 
-    loss_fn = loss
+    from runfolder import averaged_weights
+
     forward = tf.function(lambda lr: net(lr, training=False), reduce_retracing=True)
     batches = strategy.distribute_datasets_from_function(dataset_fn)
     iterator = iter(batches)
-    step = make_train_step(strategy, net, loss_fn, psnr_fn, global_batch, xla)
+    step = make_train_step(strategy, net, loss, psnr_fn, global_batch, xla, discriminator,
+                           discriminator_loss)
     for callback in callbacks:
         callback.set_model(net)
         callback.on_train_begin()
@@ -139,21 +190,23 @@ def fit(strategy, net, dataset_fn, val_ds, *, epochs, steps_per_epoch, initial_e
         if verbose:
             print(f"Epoch {epoch + 1}/{epochs}", flush=True)
         progress = _Progress(steps_per_epoch, verbose)
-        loss_sum = psnr_sum = 0.0
+        sums = {}
         for i in range(steps_per_epoch):
-            batch_loss, batch_psnr = (float(v) for v in step(iterator))
-            if not math.isfinite(batch_loss):
-                print(f"\nbatch {i}: invalid loss {batch_loss}, terminating training")
+            values = {name: float(v) for name, v in step(iterator).items()}
+            bad = [name for name, v in values.items() if not math.isfinite(v)]
+            if bad:
+                print(f"\nbatch {i}: invalid {bad[0]} {values[bad[0]]}, terminating training")
                 return False
-            loss_sum += batch_loss
-            psnr_sum += batch_psnr
-            progress.update(i + 1, [("loss", loss_sum / (i + 1)), ("psnr", psnr_sum / (i + 1))])
-        val_loss, val_psnr = evaluate(net, val_ds, loss_fn, psnr_fn, forward)
-        logs = {"loss": loss_sum / steps_per_epoch, "psnr": psnr_sum / steps_per_epoch,
-                "val_loss": val_loss, "val_psnr": val_psnr}
-        progress.update(steps_per_epoch, [("loss", logs["loss"]), ("psnr", logs["psnr"]),
-                                          ("val_loss", val_loss), ("val_psnr", val_psnr)],
-                        finalize=True)
+            for name, value in values.items():
+                sums[name] = sums.get(name, 0.0) + value
+            progress.update(i + 1, [(name, total / (i + 1)) for name, total in sums.items()])
+        with averaged_weights(net):
+            val_loss, val_psnr, niqe = evaluate(net, val_ds, loss, psnr_fn, forward, val_niqe)
+        logs = {name: total / steps_per_epoch for name, total in sums.items()}
+        logs.update(val_loss=val_loss, val_psnr=val_psnr)
+        if niqe is not None:
+            logs["val_niqe"] = niqe
+        progress.update(steps_per_epoch, list(logs.items()), finalize=True)
         for callback in callbacks:
             callback.on_epoch_end(epoch, logs)
     return True

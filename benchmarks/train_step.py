@@ -6,6 +6,7 @@ to reach 30.0 dB Set5 PSNR-Y (4-pixel shave, 8-bit outputs) from scratch.
     python benchmarks/train_step.py [--steps 200] [--max-minutes 12] [--no-target]
     python benchmarks/train_step.py --precision-only     # the float32 / bfloat16 table
     python benchmarks/train_step.py --loop-only          # train.py's loop against model.fit
+    python benchmarks/train_step.py --gan-only [--xla]   # GAN steps against an L1 step
 
 Throughput: patches per second of ``train_on_batch`` (batch 16, 64x64 HR) on
 in-memory batches, so the figure is the model's, not the input pipeline's.
@@ -135,6 +136,65 @@ def print_loop_against_fit(steps):
           + f" (loop/fit {rates['train.py loop'] / rates['model.fit']:.2f}x)")
 
 
+def gan_step_seconds(steps, batch, d_width, perceptual, xla, hr_patch=128):
+    """Seconds per train.py step of the shipped edsr (12 x 32) on one in-memory batch:
+    L1 alone (d_width 0), or L1 + perceptual (hed_vgg16's architecture; random weights,
+    same cost) + vanilla GAN against a U-Net discriminator of base width ``d_width``."""
+    import argparse as ap
+
+    import keras
+    import tensorflow as tf
+
+    import distribute
+    import losses
+    import metrics
+    import model as models
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    lr = rng.uniform(size=(batch, hr_patch // 4, hr_patch // 4, 3)).astype(np.float32)
+    hr = rng.uniform(size=(batch, hr_patch, hr_patch, 3)).astype(np.float32)
+    net = models.edsr(4, 12, 32)
+    net.compile(keras.optimizers.Adam(1e-4, use_ema=bool(d_width), ema_momentum=0.999))
+    net.optimizer.build(net.trainable_variables)
+    critic = None
+    if d_width:
+        critic = models.unet_discriminator(d_width)
+        critic.compile(keras.optimizers.Adam(1e-4))
+        critic.optimizer.build(critic.trainable_variables)
+        settings = ap.Namespace(unsharp_target=True, pixel_weight=1.0, loss="l1",
+                                chroma_weight=None, perceptual_weight=float(perceptual),
+                                perceptual_layers=[0.1, 0.1, 1, 1, 1],
+                                adversarial_loss="vanilla", adversarial_weight=0.1)
+        features = losses.vgg_features("hed_vgg16", settings.perceptual_layers, None) \
+            if perceptual else None
+        loss, critic_loss = losses.generator_terms(settings, critic, features)
+    else:
+        loss, critic_loss = losses.pixel("l1"), None
+    step = distribute.make_train_step(tf.distribute.get_strategy(), net, loss,
+                                      metrics.make_psnr_y_metric(4), batch, xla, critic,
+                                      critic_loss)
+    iterator = iter(tf.data.Dataset.from_tensors((lr, hr)).repeat())
+    for _ in range(3):
+        step(iterator)["loss"].numpy()
+    started = time.perf_counter()
+    for _ in range(steps):
+        step(iterator)["loss"].numpy()
+    return (time.perf_counter() - started) / steps
+
+
+def gan_table(steps, xla, batches=(8, 16)):
+    print(f"\nseconds per train.py step, edsr 12x32, 128x128 HR patches, "
+          f"{'XLA' if xla else 'no XLA'} ({steps} steps each); GAN = L1 + perceptual "
+          "(VGG16 to conv5_3) + 0.1 x vanilla GAN, EMA")
+    print(f"{'batch':<7}{'L1':>8}" + "".join(f"{f'GAN, D {w}':>18}" for w in (16, 32, 64)))
+    for batch in batches:
+        base = gan_step_seconds(steps, batch, 0, False, xla)
+        row = [gan_step_seconds(steps, batch, w, True, xla) for w in (16, 32, 64)]
+        print(f"{batch:<7}{base:>8.2f}" + "".join(f"{t:>10.2f} ({t / base:4.1f}x)" for t in row),
+              flush=True)
+
+
 def set5_psnr(net):
     import evaluate
 
@@ -185,16 +245,24 @@ def main(argv=None):
                         help="only train.py's loop against Keras' model.fit")
     parser.add_argument("--precision-only", action="store_true",
                         help="only the float32 / XLA / bfloat16 table of every model")
+    parser.add_argument("--gan-only", action="store_true",
+                        help="only the GAN step (U-Net D of widths 16, 32, 64) against L1")
+    parser.add_argument("--xla", action="store_true", help="--gan-only: with XLA")
     args = parser.parse_args(argv)
     import tfquiet
 
     tfquiet.import_tensorflow()   # without TensorFlow's start-up log
-    print(f"cpu cores: {os.cpu_count()}")
+    from pipeline import print_cpu   # benchmarks/pipeline.py
+
+    print_cpu()
     if args.precision_only:
         precision_table(max(args.steps // 4, 10))
         return 0
     if args.loop_only:
         print_loop_against_fit(args.steps)
+        return 0
+    if args.gan_only:
+        gan_table(max(args.steps // 20, 3), args.xla)
         return 0
     ecb = ("1x1", "sobel", "laplacian")
     variants = [("plain", {}), ("XLA", {"xla": True}),

@@ -1,4 +1,4 @@
-"""losses.py: the pixel losses and distillation."""
+"""losses.py: the pixel losses, distillation, and the GAN's terms."""
 
 import keras
 import numpy as np
@@ -45,6 +45,103 @@ def test_distillation_loss_mixes_hr_and_teacher_targets():
     step = distribute.make_train_step(tf.distribute.get_strategy(), student,
                                       losses.distillation(loss_fn, teacher, 0.7),
                                       metrics.make_psnr_y_metric(4), 4)
-    loss, psnr = step(iter(tf.data.Dataset.from_tensors((lr, hr)).repeat()))
+    logs = step(iter(tf.data.Dataset.from_tensors((lr, hr)).repeat()))
+    loss, psnr = logs["loss"], logs["psnr"]
     assert float(loss) == pytest.approx(expected, rel=1e-5)
     assert float(psnr) == pytest.approx(hr_psnr, rel=1e-5)      # PSNR stays against HR
+
+
+# --------------------------------------------------------------------------- GAN terms
+
+def test_unsharp_leaves_flat_areas_and_sharpens_edges():
+    flat = np.full((1, 64, 64, 3), 0.4, np.float32)
+    np.testing.assert_allclose(losses.unsharp(flat).numpy(), flat, atol=1e-6)
+    edge = np.zeros((1, 64, 64, 3), np.float32)
+    edge[:, :, 32:] = 0.8
+    sharp = losses.unsharp(edge).numpy()
+    # Overshoot on both sides of the step (clipped at 0 on the dark side), none far away.
+    assert sharp[0, 10, 33, 0] > 0.8 + 0.01 and sharp[0, 10, 62, 0] == pytest.approx(0.8, 1e-3)
+    assert sharp.min() >= 0 and sharp.max() <= 1
+
+
+def test_vgg_features_are_taken_before_the_relu_at_the_chosen_blocks():
+    features = losses.vgg_features("hed_vgg16", (0, 1, 1, 0, 0), weights=None)
+    assert not features.trainable
+    x = np.random.default_rng(0).random((2, 32, 32, 3)).astype(np.float32)
+    maps = features(x)
+    assert [tuple(m.shape) for m in maps] == [(2, 16, 16, 128), (2, 8, 8, 256)]
+    assert all(float(tf.reduce_min(m)) < 0 for m in maps)      # not post-ReLU
+    convs = [layer for layer in features.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert len(convs) == 2 + 2 + 3                             # blocks 1-3 only
+    assert features.layers[-1].name != "re_lu"                 # ends at conv3_3
+
+
+def test_vgg19_without_weights_to_download_is_one_clear_error(monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(keras.applications, "VGG19", offline)
+    with pytest.raises(ValueError, match="vgg19: cannot load weights 'imagenet'.*hed_vgg16"):
+        losses.vgg_features("vgg19", weights="trained")
+
+
+def test_perceptual_loss_is_zero_for_the_target_and_weights_the_layers():
+    features = losses.vgg_features("hed_vgg16", (0, 1, 1, 0, 0), weights=None)
+    rng = np.random.default_rng(1)
+    hr = rng.random((2, 32, 32, 3)).astype(np.float32)
+    sr = rng.random((2, 32, 32, 3)).astype(np.float32)
+    both = losses.perceptual(features, (0, 1, 1, 0, 0))
+    np.testing.assert_allclose(both(None, hr, hr).numpy(), 0, atol=1e-6)
+    a, b = features(sr), features(hr)
+    weighted = losses.perceptual(features, (0, 2, 0.5, 0, 0))(None, hr, sr).numpy()
+    second = np.abs(np.asarray(a[1]) - np.asarray(b[1])).mean(axis=(1, 2, 3))
+    first = np.abs(np.asarray(a[0]) - np.asarray(b[0])).mean(axis=(1, 2, 3))
+    np.testing.assert_allclose(weighted, 2 * first + 0.5 * second, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["vanilla", "relativistic"])
+def test_adversarial_losses_match_their_formulas(kind):
+    # A "discriminator" that returns its input's first channel as the logit of each pixel.
+    critic = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Lambda(
+        lambda x: x[..., :1])])
+    hr = np.full((2, 4, 4, 3), 2.0, np.float32)
+    sr = np.full((2, 4, 4, 3), -1.0, np.float32)
+    generator, discriminator = losses.adversarial(kind, critic)
+
+    def bce(logit, real):
+        return np.log1p(np.exp(-logit if real else logit))
+
+    if kind == "vanilla":
+        g, d = bce(-1.0, True), bce(2.0, True) + bce(-1.0, False)
+    else:   # real - mean(fake) = 3, fake - mean(real) = -3
+        g = (bce(3.0, False) + bce(-3.0, True)) / 2
+        d = (bce(3.0, True) + bce(-3.0, False)) / 2
+    np.testing.assert_allclose(generator(None, hr, sr).numpy(), [g, g], rtol=1e-5)
+    np.testing.assert_allclose(discriminator(hr, sr).numpy(), [d, d], rtol=1e-5)
+
+
+def test_generator_terms_are_named_and_weighted():
+    import argparse
+
+    critic = models.unet_discriminator(4)
+    settings = argparse.Namespace(unsharp_target=True, pixel_weight=2.0, loss="l1",
+                                  chroma_weight=None, perceptual_weight=0.5,
+                                  perceptual_layers=[0, 1, 0, 0, 0],
+                                  adversarial_loss="vanilla", adversarial_weight=0.1)
+    features = losses.vgg_features("hed_vgg16", settings.perceptual_layers, weights=None)
+    loss, critic_loss = losses.generator_terms(settings, critic, features)
+    rng = np.random.default_rng(2)
+    hr = rng.random((2, 32, 32, 3)).astype(np.float32)
+    sr = rng.random((2, 32, 32, 3)).astype(np.float32)
+    terms = loss(None, hr, sr)
+    assert set(terms) == {"l1", "perceptual", "adversarial"}
+    sharp = losses.unsharp(hr).numpy()
+    np.testing.assert_allclose(terms["l1"].numpy(), 2 * np.abs(sr - sharp).mean(axis=(1, 2, 3)),
+                               rtol=1e-5)
+    np.testing.assert_allclose(
+        terms["perceptual"].numpy(),
+        0.5 * losses.perceptual(features, settings.perceptual_layers)(None, sharp, sr).numpy(),
+        rtol=1e-5)
+    np.testing.assert_allclose(terms["adversarial"].numpy(), 0.1 * losses.adversarial(
+        "vanilla", critic)[0](None, hr, sr).numpy(), rtol=1e-5)
+    assert critic_loss(hr, sr).shape == (2,)

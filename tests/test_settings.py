@@ -17,7 +17,9 @@ RECIPES = [("three_conv_x4", "weights/three_conv_x4.config.json"),
            ("edsr_x4_2", "docs/runs/edsr_x4_2/config.json"),
            ("edsr_x4_3", "docs/runs/edsr_x4_3/config.json"),
            ("edsr_x4_4", "docs/runs/edsr_x4_4/config.json"),
-           ("edsr_x4_5", "weights/edsr_x4.config.json")]
+           ("edsr_x4_5", "weights/edsr_x4.config.json"),
+           ("edsr_real_x4_1", "docs/runs/edsr_real_x4/config.json"),
+           ("edsr_real_x4_2", "weights/edsr_real_x4.config.json")]
 # Where each leg's run folder and starting point lived then, and speed options (no effect on
 # what is learned) are not part of a recipe.
 NOT_RECIPE = {"out", "init_from", "xla", "stop_after"}
@@ -54,10 +56,10 @@ def test_each_recipe_is_the_run_of_the_shipped_model(name, shipped, monkeypatch)
 def test_every_config_file_resolves(monkeypatch):
     monkeypatch.chdir(REPO)
     names = sorted(f for f in os.listdir("configs") if f.endswith(".toml"))
-    assert {f"{n}.toml" for n, _ in RECIPES} | {"demo.toml", "edsr_real_x4.toml"} == set(names)
+    assert {f"{n}.toml" for n, _ in RECIPES} | {"demo.toml", "edsr_real_gan.toml"} == set(names)
     for name in names:
         train.parse_args(["--config", f"configs/{name}"])
-    real = train.parse_args(["--config", "configs/edsr_real_x4.toml"])
+    real = train.parse_args(["--config", "configs/edsr_real_x4_2.toml"])
     assert real.degradation == "realesrgan" and real.realesrgan["jpeg_range"] == [30.0, 95.0]
 
 
@@ -175,3 +177,27 @@ def test_stop_after_ends_a_longer_schedule_early(tmp_path):
     assert [int(r["epoch"]) for r in rows] == [1]
     # The learning rate follows the 5-epoch cosine, not a 1-epoch one.
     assert float(rows[0]["lr"]) > 0.5e-3
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--adversarial-weight", "0.1"], "--val-patch-size must be at least 192"),
+    (["--perceptual-weight", "1", "--val-patch-size", "192", "--perceptual-layers", "0,0,0,0,0"],
+     "--perceptual-layers must be 5 weights"),
+    (["--adversarial-weight", "0.1", "--val-patch-size", "192", "--ema", "1"],
+     "--ema must be at least 0, below 1"),
+    (["--perceptual-weight", "1", "--val-patch-size", "192", "--teacher", "edsr"],
+     "--teacher does not combine"),
+    (["--adversarial-loss", "wgan"], "--adversarial-loss must be one of vanilla, relativistic"),
+])
+def test_gan_settings_are_checked_before_anything_runs(flags, message, capsys):
+    with pytest.raises(SystemExit):
+        train.parse_args(flags)
+    assert message in capsys.readouterr().err
+
+
+def test_the_gan_recipe_resolves_to_real_esrgans_terms(monkeypatch):
+    monkeypatch.chdir(REPO)
+    args = train.parse_args(["--config", "configs/edsr_real_gan.toml"])
+    assert (args.pixel_weight, args.perceptual_weight, args.adversarial_weight) == (1, 1, 0.1)
+    assert args.perceptual_layers == [0.1, 0.1, 1, 1, 1] and args.unsharp_target
+    assert args.init_from == "weights/edsr_real_x4.h5" and args.ema == 0.999

@@ -92,8 +92,14 @@ def test_div2k_without_network_stops_with_one_message(monkeypatch, tmp_path, cap
     assert err[-1].startswith("error: DIV2K") and "--data demo" in err[-1]
 
 
-@pytest.mark.parametrize("form", [[], ["--expand", "32", "--branches", "1x1,sobel"]],
-                         ids=["plain", "collapsible"])
+GAN = ["--model", "edsr", "--blocks", "1", "--features", "8", "--loss", "l1",
+       "--adversarial-weight", "0.1", "--perceptual-weight", "1", "--perceptual-layers",
+       "0,1,0,0,0", "--discriminator-width", "4", "--ema", "0.9", "--val-patch-size", "192",
+       "--steps-per-epoch", "60"]
+
+
+@pytest.mark.parametrize("form", [[], ["--expand", "32", "--branches", "1x1,sobel"], GAN],
+                         ids=["plain", "collapsible", "gan"])
 def test_sigkill_during_second_epoch_then_resume(tmp_path, form):
     out = str(tmp_path / "killed")
     command = [sys.executable, "train.py"] + DEMO_ARGS[:2] + [
@@ -121,7 +127,14 @@ def test_sigkill_during_second_epoch_then_resume(tmp_path, form):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "resuming" in result.stdout and "after epoch 1" in result.stdout
     assert _epochs(out) == [1, 2, 3]
-    if form:  # the resume state keeps the training form; the .h5 files are plain
+    if form == GAN:   # both networks resumed; the GAN's terms and NIQE in the history
+        with open(state) as f:
+            assert set(json.load(f)["weights"]) == {"model", "discriminator"}
+        with open(os.path.join(out, "history.csv"), newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert all(float(r[k]) > 0 for r in rows
+                   for k in ("l1", "perceptual", "adversarial", "d_loss", "val_niqe"))
+    elif form:  # the resume state keeps the training form; the .h5 files are plain
         import h5py
 
         with open(state) as f:

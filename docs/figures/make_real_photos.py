@@ -1,0 +1,137 @@
+"""Draw the README's real-photo comparison: a crop of each of some real low-resolution images
+(no ground truth) upscaled x4 by bicubic and by each model, shown at 100% (one output pixel per
+screen pixel), and a last row blending two models' weights (predict.py's blend knob).
+
+    python docs/figures/make_real_photos.py ../shared/data/RealSRSet \
+        --images dog comic1 oldphoto3 building --models edsr edsr_real \
+        --blend edsr edsr_real --blend-image dog -o docs/figures/real_photos.png
+
+Each crop is the LR window with the most detail unless --crop NAME:TOP,LEFT is given (LR
+pixels). Each panel is titled with the NIQE of the whole output (lower looks more natural).
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+
+SCALE = 4
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("folder", help="a folder of low-resolution images")
+    parser.add_argument("--images", nargs="+", default=["dog", "comic1", "oldphoto3", "building"],
+                        help="image names (without extension), one row each")
+    parser.add_argument("--models", nargs="+", default=["edsr", "edsr_real"],
+                        help="shipped model names or model files, in column order")
+    parser.add_argument("--blend", nargs=2, metavar=("A", "B"), default=None,
+                        help="two models of one architecture: a last row of their blends")
+    parser.add_argument("--weights", nargs="+", type=float, default=[0.0, 0.5, 1.0],
+                        help="blend weights of the last row (0 = A, 1 = B)")
+    parser.add_argument("--blend-image", default=None, help="the last row's image")
+    parser.add_argument("--blend-name", default="blend",
+                        help="what the blend weight is called in the titles")
+    parser.add_argument("--size", type=int, default=64, help="crop size in LR pixels")
+    parser.add_argument("--crop", action="append", default=[],
+                        help="NAME:TOP,LEFT of an image's crop in LR pixels (repeatable)")
+    parser.add_argument("-o", "--output", default="docs/figures/real_photos.png")
+    return parser.parse_args(argv)
+
+
+def read_lr(folder, name):
+    import images
+
+    matches = [f for f in images.list_images(folder)
+               if os.path.splitext(os.path.basename(f))[0] == name]
+    if not matches:
+        raise images.ImageReadError(f"{folder}: no image named {name}")
+    return images.to_uint8(images.read_image(matches[0]).rgb)
+
+
+def upscaled_crop(net, lr, window):
+    """(whole-image NIQE, the crop of the output) of ``net`` (None: bicubic) on ``lr``."""
+    import bicubic
+    import inference
+    import metrics
+
+    out = bicubic.upscale(lr, SCALE) if net is None else inference.super_resolve(net, lr)
+    return metrics.niqe_of(out), out[window]
+
+
+def rows(args, crops):
+    import inference
+    from predict import busiest_window
+
+    def window(lr, name):
+        top, left = crops.get(name) or busiest_window(lr, args.size)
+        return np.s_[top * SCALE:(top + args.size) * SCALE,
+                     left * SCALE:(left + args.size) * SCALE]
+
+    nets = [(m, inference.load_model(inference.resolve_model_path(m))) for m in args.models]
+    result = []
+    for name in args.images:
+        lr = read_lr(args.folder, name)
+        w = window(lr, name)
+        panels = []
+        for title, net in [("bicubic", None)] + nets:
+            niqe, crop = upscaled_crop(net, lr, w)
+            panels.append((f"{name}: {title}\nNIQE {niqe:.2f}", crop))
+        result.append(panels)
+    if args.blend:
+        name = args.blend_image or args.images[0]
+        lr = read_lr(args.folder, name)
+        w = window(lr, name)
+        a, b = (inference.resolve_model_path(m) for m in args.blend)
+        panels = []
+        for weight in args.weights:
+            niqe, crop = upscaled_crop(inference.load_blend(a, b, weight), lr, w)
+            panels.append((f"{name}: {args.blend_name} {weight:g}\nNIQE {niqe:.2f}", crop))
+        result.append(panels)
+    return result
+
+
+def draw(grid, title, path):
+    import figures
+
+    columns = max(len(r) for r in grid)
+    fig, axes = figures.subplots(len(grid), columns, figsize=(3.0 * columns, 3.3 * len(grid)),
+                                 squeeze=False)
+    for row, panels in zip(axes, grid):
+        for axis in row:
+            axis.axis("off")
+        for axis, (label, crop) in zip(row, panels):
+            axis.imshow(crop, interpolation="nearest")
+            axis.set_title(label, fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout()
+    figures.save(fig, path)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    crops = {}
+    for spec in args.crop:
+        name, _, place = spec.partition(":")
+        crops[name] = tuple(int(v) for v in place.split(","))
+    import tfquiet
+
+    tfquiet.import_tensorflow()
+    import images
+    import inference
+
+    try:
+        grid = rows(args, crops)
+    except (images.ImageReadError, inference.ModelError) as error:
+        sys.exit(f"error: {error}")
+    draw(grid, f"{os.path.basename(os.path.normpath(args.folder))}, x4, crops at 100%; "
+               "NIQE of the whole output", args.output)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -250,8 +250,14 @@ def degraded(degradation, scale, seed_offset=0):
         return lambda hr, lr, seed: (hr, lr)
     import degradations
 
-    return lambda hr, lr, seed: (hr, degradations.degrade(hr, seed + seed_offset, degradation,
-                                                          scale))
+    def degrade(hr, lr, seed):
+        lr = degradations.degrade(hr, seed + seed_offset, degradation, scale)
+        # The LR's static shape, which the ops lose (Keras' bilinear UpSampling2D, in the
+        # discriminator, needs it in a graph).
+        side = [None if d is None else d // scale for d in hr.shape[:2]]
+        return hr, tf.ensure_shape(lr, side + [hr.shape[-1]])
+
+    return degrade
 
 
 def training_dataset(pairs, patch_size=64, scale=4, batch_size=16, patches_per_image=0,

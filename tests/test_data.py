@@ -214,3 +214,17 @@ def test_validation_crops_are_the_same_every_epoch():
     for a, b, c in zip(first, second, fresh):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
+
+
+def test_degraded_batches_keep_their_static_shapes(tmp_path):
+    """The discriminator's bilinear upsampling needs static shapes in a graph; the
+    degradation ops alone would lose them."""
+    import degradations
+
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    write_png(folder / "a.png", smooth_image(160, 160))
+    pairs = data.pair_dataset(str(folder), "train", 4, holdout=False)
+    batches = data.training_dataset(pairs, 128, 4, 2, degradation=degradations.Settings())
+    lr, hr = batches.element_spec
+    assert lr.shape == (2, 32, 32, 3) and hr.shape == (2, 128, 128, 3)

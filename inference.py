@@ -33,6 +33,17 @@ def shipped_models():
     return [name for name in SHIPPED if os.path.exists(shipped_path(name))]
 
 
+# predict.py's default where it is shipped: on real photos (JPEG, noise, blur) it looks better
+# than edsr, which sharpens the artifacts (README, docs/figures/real_photos.png); evaluate.py
+# keeps the strongest bicubic-benchmark model.
+PHOTO_MODEL = "edsr_real"
+
+
+def photo_model():
+    """predict.py's default: PHOTO_MODEL if shipped, else the strongest shipped model."""
+    return PHOTO_MODEL if PHOTO_MODEL in shipped_models() else None
+
+
 def resolve_model_path(model=None):
     """The model file to use: ``model`` as a path, else as a shipped model's name
     (``three_conv`` is weights/three_conv_x4.h5); by default the strongest shipped

@@ -160,13 +160,19 @@ def _aggd_table():
 def aggd_fit(values):
     """(shape alpha, left scale, right scale) of an asymmetric generalized Gaussian
     fitted by moment matching (the paper's Eq. 7, a table search as in MATLAB)."""
+    import warnings
+
     from scipy.special import gamma
 
     values = values.ravel()
-    left = np.sqrt(np.mean(values[values < 0] ** 2))
-    right = np.sqrt(np.mean(values[values > 0] ** 2))
-    ratio_lr = left / right
-    r_hat = np.mean(np.abs(values)) ** 2 / np.mean(values ** 2)
+    # A flat block (no values below or above 0) gives NaN, as in MATLAB; the pooling leaves
+    # NaN features out, so NumPy's warnings about it are noise.
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        left = np.sqrt(np.mean(values[values < 0] ** 2))
+        right = np.sqrt(np.mean(values[values > 0] ** 2))
+        ratio_lr = left / right
+        r_hat = np.mean(np.abs(values)) ** 2 / np.mean(values ** 2)
     r_norm = r_hat * (ratio_lr ** 3 + 1) * (ratio_lr + 1) / (ratio_lr ** 2 + 1) ** 2
     shapes, ratio = _aggd_table()
     alpha = shapes[np.argmin((ratio - r_norm) ** 2)]

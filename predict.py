@@ -33,8 +33,9 @@ def parse_args(argv=None):
         help="output file (one input) or folder (several inputs or a folder); "
              "default: NAME_x4.png beside each input")
     add("--model", default=None,
-        help="a model .h5 file, or a shipped model's name (edsr, three_conv, "
-             "three_conv_64x32: weights/NAME_x4.h5); default: the strongest shipped one")
+        help="a model .h5 file, or a shipped model's name (edsr_real, edsr, three_conv, "
+             "three_conv_64x32: weights/NAME_x4.h5); default: edsr_real, trained for real "
+             "photos (JPEG, noise, blur); edsr is the sharper one for clean images")
     add("--denoise", type=float, default=None, metavar="S",
         help="blend the weights of the shipped edsr (0) and edsr_real (1, trained on JPEG "
              "artifacts, noise and blur): how much of a photo's noise and compression is "
@@ -430,7 +431,8 @@ def predict(args):
     if args.denoise is not None:
         net, description = inference.denoise_model(args.denoise, args.runtime)
     else:
-        model_path = inference.resolve_model_path(args.model)
+        model_path = inference.resolve_model_path(
+            inference.photo_model() if args.model is None else args.model)
         net = inference.load_model(model_path, bfloat16=args.bfloat16, runtime=args.runtime)
         description = inference.describe(model_path, net)
     print(f"model: {description}")

@@ -358,6 +358,13 @@ def test_model_by_shipped_name_and_strongest_default(model_path, tmp_path, monke
     source = _save(str(tmp_path / "x.png"), smooth_image(8, 8))
     assert predict.main([source, "--model", "three_conv", "-o", str(tmp_path / "y.png")]) == 0
     assert "model: three_conv (" in capsys.readouterr().out
+    # predict.py's default is the model for real photos once it is shipped; evaluate's is not.
+    assert predict.main([source, "-o", str(tmp_path / "z.png")]) == 0
+    assert "model: edsr (" in capsys.readouterr().out
+    shutil.copy(model_path, tmp_path / "weights" / "edsr_real_x4.h5")
+    assert predict.main([source, "-o", str(tmp_path / "w.png")]) == 0
+    assert "model: edsr_real (" in capsys.readouterr().out
+    assert inference.resolve_model_path(None) == inference.shipped_path("edsr")
 
 
 def test_onnx_runtime_is_counted_with_its_arena(tmp_path):

@@ -108,7 +108,7 @@ def draw(grid, title, path):
             axis.imshow(crop, interpolation="nearest")
             axis.set_title(label, fontsize=9)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     figures.save(fig, path)
 
 

@@ -94,8 +94,8 @@ def test_div2k_without_network_stops_with_one_message(monkeypatch, tmp_path, cap
 
 GAN = ["--model", "edsr", "--blocks", "1", "--features", "8", "--loss", "l1",
        "--adversarial-weight", "0.1", "--perceptual-weight", "1", "--perceptual-layers",
-       "0,1,0,0,0", "--discriminator-width", "4", "--ema", "0.9", "--val-patch-size", "192",
-       "--steps-per-epoch", "60"]
+       "1,0,0,0,0", "--discriminator-width", "4", "--ema", "0.9", "--val-patch-size", "192",
+       "--val-crops", "1", "--steps-per-epoch", "40"]
 
 
 @pytest.mark.parametrize("form", [[], ["--expand", "32", "--branches", "1x1,sobel"], GAN],

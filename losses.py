@@ -204,8 +204,8 @@ def weighted(loss, weight):
 
 def generator_terms(args, discriminator=None, features=None):
     """The generator's named, weighted terms and the discriminator's loss (None without
-    one) that the settings describe (Real-ESRGAN: L1 1, perceptual 1, adversarial 0.1; L1 and perceptual
-    against the unsharp-masked HR with ``unsharp_target``)."""
+    one) that the settings describe (Real-ESRGAN: L1 1, perceptual 1, adversarial 0.1; L1
+    and perceptual against the unsharp-masked HR with ``unsharp_target``)."""
     target = unsharp if args.unsharp_target else None
     terms = {}
     if args.pixel_weight:

@@ -328,7 +328,8 @@ def _better(best_by, value, best):
 
 def commit_epoch(out, row, history, networks, best, title, best_by="val_psnr"):
     """Write epoch ``row["epoch"]``'s files, then commit it; returns the new best
-    validation score ``best_by`` (model.h5 holds the epoch that had it).  ``history`` (rows before it) gains the row once committed."""
+    validation score ``best_by`` (model.h5 holds the epoch that had it).  ``history``
+    (rows before it) gains the row once committed."""
     from fileio import write_text
 
     epoch = row["epoch"]
@@ -360,8 +361,9 @@ def commit_epoch(out, row, history, networks, best, title, best_by="val_psnr"):
 
 def make_recorder(out, history, title, networks=None, best_by="val_psnr"):
     """A Keras callback committing every epoch (``networks``: {name: model} beyond the
-    callback's own model, which is MAIN; model.h5: the epoch best by ``best_by``); the free space is checked first, and a full
-    disk stops the run with one line, the last completed epoch intact."""
+    callback's own model, which is MAIN; model.h5: the epoch best by ``best_by``); the free
+    space is checked first, and a full disk stops the run with one line, the last completed
+    epoch intact."""
     import keras
 
     class RunRecorder(keras.callbacks.Callback):

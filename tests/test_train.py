@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -103,23 +104,29 @@ GAN = ["--model", "edsr", "--blocks", "1", "--features", "8", "--loss", "l1",
 def test_sigkill_during_second_epoch_then_resume(tmp_path, form):
     out = str(tmp_path / "killed")
     command = [sys.executable, "train.py"] + DEMO_ARGS[:2] + [
-        "--steps-per-epoch", "400", "--batch-size", "4", "--val-crops", "2",
+        "--steps-per-epoch", "150", "--batch-size", "4", "--val-crops", "2",
         "--epochs", "3", "--out", out] + form
     state = os.path.join(out, "state", "state.json")
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    watchdog = threading.Timer(240, process.kill)   # bounded even if it never gets there
+    watchdog.start()
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline and not os.path.exists(state):
-            assert process.poll() is None, "training ended before its first epoch finished"
-            time.sleep(0.2)
-        time.sleep(1.0)                       # well into epoch 2 (400 steps)
+        # Epoch 1 is committed before "Epoch 2/3" is printed; kill a moment into epoch 2.
+        for line in process.stdout:
+            if line.startswith("Epoch 2/"):
+                break
+        else:
+            raise AssertionError("training ended before its second epoch began")
+        time.sleep(0.3)
         assert process.poll() is None, "training finished before it could be killed"
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
     finally:
+        watchdog.cancel()
         if process.poll() is None:
             process.kill()
+        process.stdout.close()
     with open(state) as f:
         assert json.load(f)["epoch"] == 1
     result = subprocess.run(command + ["--resume"], cwd=REPO, capture_output=True, text=True,

@@ -15,7 +15,7 @@ from images import to_uint8
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 WEIGHTS_DIR = os.path.join(REPO_DIR, "weights")
 # Shipped models by name, strongest first: the default is the first one present.
-SHIPPED = ("edsr", "edsr_real", "three_conv", "three_conv_64x32")
+SHIPPED = ("edsr", "edsr_real", "edsr_real_gan", "three_conv", "three_conv_64x32")
 TRAIN_HINT = ("train one with `python train.py --data demo --out runs/demo` "
               "and pass --model runs/demo/model.h5")
 
@@ -136,17 +136,25 @@ def load_blend(path_a, path_b, weight, runtime="tensorflow"):
     return a
 
 
-def denoise_model(strength, runtime="auto"):
-    """predict.py --denoise: the shipped edsr and edsr_real (same architecture) blended
-    by ``strength`` (0 = edsr, 1 = edsr_real); returns (model, its description)."""
-    missing = [shipped_path(n) for n in ("edsr", "edsr_real")
-               if not os.path.exists(shipped_path(n))]
+# predict.py's weight-blend knobs (ESRGAN's network interpolation): flag -> the shipped
+# models at 0 and at 1, one architecture, so a blend costs what either model costs.
+BLENDS = {
+    "denoise": ("edsr", "edsr_real"),
+    "detail": ("edsr_real", "edsr_real_gan"),
+}
+
+
+def blend_model(knob, strength, runtime="auto"):
+    """predict.py --denoise / --detail: the knob's two shipped models blended by
+    ``strength`` (0 = the first, 1 = the second); returns (model, its description)."""
+    low, high = BLENDS[knob]
+    missing = [shipped_path(n) for n in (low, high) if not os.path.exists(shipped_path(n))]
     if missing:
-        raise ModelError(f"--denoise blends the shipped edsr and edsr_real; "
+        raise ModelError(f"--{knob} blends the shipped {low} and {high}; "
                          f"{os.path.relpath(missing[0])} is missing")
-    net = load_blend(shipped_path("edsr"), shipped_path("edsr_real"), strength, runtime)
+    net = load_blend(shipped_path(low), shipped_path(high), strength, runtime)
     how = ", run by ONNX Runtime" if isinstance(net, runtimes.Exported) else ""
-    return net, f"edsr and edsr_real blended {strength:g} (0 = edsr, 1 = edsr_real){how}"
+    return net, f"{low} and {high} blended {strength:g} (0 = {low}, 1 = {high}){how}"
 
 
 def _import_keras():

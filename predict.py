@@ -17,7 +17,7 @@ import sys
 import numpy as np
 
 from fileio import can_write_in
-from inference import RUNTIME_HELP, RUNTIMES
+from inference import BLENDS, RUNTIME_HELP, RUNTIMES
 
 MIN_TILE = 32
 
@@ -36,10 +36,17 @@ def parse_args(argv=None):
         help="a model .h5 file, or a shipped model's name (edsr_real, edsr, three_conv, "
              "three_conv_64x32: weights/NAME_x4.h5); default: edsr_real, trained for real "
              "photos (JPEG, noise, blur); edsr is the sharper one for clean images")
-    add("--denoise", type=float, default=None, metavar="S",
+    knobs = parser.add_mutually_exclusive_group()
+    knobs.add_argument(
+        "--denoise", type=float, default=None, metavar="S",
         help="blend the weights of the shipped edsr (0) and edsr_real (1, trained on JPEG "
              "artifacts, noise and blur): how much of a photo's noise and compression is "
              "cleaned away; the blend costs what either model costs")
+    knobs.add_argument(
+        "--detail", type=float, default=None, metavar="D",
+        help="blend the weights of the shipped edsr_real (0: clean, soft) and edsr_real_gan "
+             "(1: trained adversarially, draws texture such as grass, hair and fabric that "
+             "looks real but is made up): how much fine detail is generated; same cost")
     add("--tile", type=int, default=None,
         help="LR tile side in pixels (bounds memory; the result does not depend on it); "
              "0 runs the whole image at once; default: 512, or 28 receptive radii for deep "
@@ -58,11 +65,15 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.overwrite and args.skip_existing:
         parser.error("--overwrite and --skip-existing exclude each other")
-    if args.denoise is not None:
-        if not 0 <= args.denoise <= 1:
-            parser.error("--denoise must be between 0 (edsr) and 1 (edsr_real)")
+    args.blend = next(((knob, getattr(args, knob)) for knob in BLENDS
+                       if getattr(args, knob) is not None), None)
+    if args.blend:
+        knob, strength = args.blend
+        low, high = BLENDS[knob]
+        if not 0 <= strength <= 1:
+            parser.error(f"--{knob} must be between 0 ({low}) and 1 ({high})")
         if args.model is not None or args.bfloat16:
-            parser.error("--denoise blends the shipped edsr and edsr_real; leave out "
+            parser.error(f"--{knob} blends the shipped {low} and {high}; leave out "
                          f"{'--model' if args.model is not None else '--bfloat16'}")
     if args.tile is not None and (args.tile < 0 or 0 < args.tile < MIN_TILE):
         parser.error(f"--tile must be 0 (whole image) or at least {MIN_TILE}: smaller tiles "
@@ -428,8 +439,8 @@ def predict(args):
     import inference
 
     files = expand_inputs(args.inputs)
-    if args.denoise is not None:
-        net, description = inference.denoise_model(args.denoise, args.runtime)
+    if args.blend:
+        net, description = inference.blend_model(*args.blend, args.runtime)
     else:
         model_path = inference.resolve_model_path(
             inference.photo_model() if args.model is None else args.model)

@@ -395,9 +395,9 @@ def test_an_onnx_model_runs_without_importing_tensorflow(net, model_path, tmp_pa
 
 
 @pytest.fixture(scope="module")
-def two_models(tmp_path_factory):
-    """Two small three_conv models of one architecture (different weights), each .h5 with
-    its ONNX twin beside it, as the shipped edsr and edsr_real are."""
+def blendable_models(tmp_path_factory):
+    """Small three_conv models of one architecture (different weights), each .h5 with its
+    ONNX twin beside it, as the shipped edsr, edsr_real and edsr_real_gan are."""
     import keras
 
     import export
@@ -405,7 +405,7 @@ def two_models(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("shipped")
     paths = []
-    for seed, name in ((1, "edsr"), (2, "edsr_real")):
+    for seed, name in ((1, "edsr"), (2, "edsr_real"), (3, "edsr_real_gan")):
         keras.utils.set_random_seed(seed)
         net = models.three_conv(4, (8, 8))
         path = str(folder / f"{name}_x4.h5")
@@ -416,10 +416,10 @@ def two_models(tmp_path_factory):
 
 
 @pytest.mark.parametrize("runtime", ["auto", "tensorflow"])
-def test_a_blend_is_the_model_of_the_blended_weights(two_models, runtime):
+def test_a_blend_is_the_model_of_the_blended_weights(blendable_models, runtime):
     import inference
 
-    _, (a, b) = two_models
+    _, (a, b, _) = blendable_models
     lr = np.random.default_rng(0).uniform(size=(9, 11, 3)).astype(np.float32)
     one, two = inference.load_model(a), inference.load_model(b)
     expected = inference.load_model(a)
@@ -436,22 +436,27 @@ def test_a_blend_is_the_model_of_the_blended_weights(two_models, runtime):
                                    inference.super_resolve(model, lr, convert=None), atol=1e-5)
 
 
-def test_denoise_blends_the_shipped_pair_and_says_so(two_models, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("knob, low, high", [("--denoise", "edsr", "edsr_real"),
+                                             ("--detail", "edsr_real", "edsr_real_gan")])
+def test_a_blend_knob_blends_its_shipped_pair_and_says_so(blendable_models, knob, low, high,
+                                                          tmp_path, monkeypatch, capsys):
     import inference
 
-    folder, _ = two_models
+    folder, _ = blendable_models
     monkeypatch.setattr(inference, "WEIGHTS_DIR", str(folder))
     source = _save(str(tmp_path / "x.png"), smooth_image(20, 24))
-    assert predict.main([source, "--denoise", "0.5", "-o", str(tmp_path / "y.png")]) == 0
-    assert "edsr and edsr_real blended 0.5" in capsys.readouterr().out
-    for flags, message in ((["--denoise", "1.5"], "between 0"),
-                           (["--denoise", "0.5", "--model", "edsr"], "leave out --model")):
+    assert predict.main([source, knob, "0.5", "-o", str(tmp_path / "y.png")]) == 0
+    assert f"model: {low} and {high} blended 0.5 (0 = {low}, 1 = {high})" in \
+        capsys.readouterr().out
+    for flags, message in (([knob, "1.5"], f"between 0 ({low}) and 1 ({high})"),
+                           ([knob, "0.5", "--model", "edsr"], "leave out --model"),
+                           (["--denoise", "0.5", "--detail", "0.5"], "not allowed with")):
         with pytest.raises(SystemExit):
             predict.parse_args([source] + flags)
         assert message in capsys.readouterr().err
-    os.rename(folder / "edsr_real_x4.h5", folder / "gone.h5")
+    os.rename(folder / f"{high}_x4.h5", folder / "gone.h5")
     try:
-        assert predict.main([source, "--denoise", "0.5", "-o", str(tmp_path / "z.png")]) == 2
+        assert predict.main([source, knob, "0.5", "-o", str(tmp_path / "z.png")]) == 2
     finally:
-        os.rename(folder / "gone.h5", folder / "edsr_real_x4.h5")
-    assert "edsr_real_x4.h5 is missing" in capsys.readouterr().err
+        os.rename(folder / "gone.h5", folder / f"{high}_x4.h5")
+    assert f"{high}_x4.h5 is missing" in capsys.readouterr().err

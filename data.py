@@ -41,8 +41,13 @@ def _decode_file(path):
     native = tf.reduce_any(tf.equal(ext, list(_TF_DECODABLE)))
 
     def decode_native():
-        image = tf.io.decode_image(tf.io.read_file(path), channels=0, dtype=tf.uint8,
-                                   expand_animations=False)
+        contents = tf.io.read_file(path)
+        # JPEG by libjpeg's accurate IDCT, as Pillow decodes it for evaluation: decode_image's
+        # fast one shifts red and blue.
+        image = tf.cond(tf.io.is_jpeg(contents),
+                        lambda: tf.io.decode_jpeg(contents, dct_method="INTEGER_ACCURATE"),
+                        lambda: tf.io.decode_image(contents, channels=0, dtype=tf.uint8,
+                                                   expand_animations=False))
         channels = tf.shape(image)[-1]
         gray = channels <= 2
         image = tf.cond(gray, lambda: tf.image.grayscale_to_rgb(image[..., :1]),

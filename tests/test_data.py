@@ -84,6 +84,20 @@ def test_gray_files_are_flagged(tmp_path):
     assert pair["gray"] and pair["hr"].shape == (32, 32, 3)
 
 
+def test_jpeg_files_decode_as_pillow_decodes_them(tmp_path):
+    """The training pipeline and evaluate.py (Pillow) see a JPEG's same colours: TensorFlow's
+    default fast IDCT would lower red and blue by about a grey level."""
+    from PIL import Image
+
+    path = str(tmp_path / "photo.jpg")
+    Image.fromarray(smooth_image(96, 128, seed=3)).save(path, quality=60)
+    expected = np.asarray(Image.open(path).convert("RGB"), np.int16)
+    got = data._decode_file(tf.constant(path))[0].numpy().astype(np.int16)
+    assert np.abs(got - expected).max() <= 1
+    np.testing.assert_allclose(got.reshape(-1, 3).mean(0), expected.reshape(-1, 3).mean(0),
+                               atol=0.05)
+
+
 def test_missing_folder_and_empty_folder_are_clear_errors(tmp_path):
     with pytest.raises(data.DataError, match="no such folder"):
         data.pair_dataset(str(tmp_path / "nope"))

@@ -229,3 +229,31 @@ def test_gray_hr_with_an_rgb_lr_scores_both_upscales_on_luma(model_path, tmp_pat
         image = json.load(f)["sets"]["set"]["images"][0]
     on_luma = metrics.psnr_ssim_y(gray, metrics.rgb_to_gray(bicubic.upscale(lr, 4)), 4)[0]
     assert image["bicubic_psnr"] == pytest.approx(on_luma)
+
+
+# No colour shift (issue 30): on B100, each output's per-channel means within 1.5 grey levels
+# of the bicubic upscale's; a GAN that drifts in colour fails here before anyone sees it.
+COLOUR_SHIFT_LIMIT = 1.5
+
+
+@needs_shared_data
+@pytest.mark.parametrize("name", ["edsr", "edsr_real", "edsr_real_gan"])
+def test_shipped_photo_models_keep_the_colours_of_b100(name):
+    import bicubic
+    import inference
+
+    if name not in inference.shipped_models():
+        pytest.skip(f"{name} is not shipped (no {inference.shipped_path(name)})")
+    net = inference.load_model(name, runtime="auto")        # what predict.py runs
+    pairs, _ = evaluate.source_pairs(os.path.join(SHARED_DATA, "B100"), 4)
+    shifts = {}
+    for item in pairs:
+        lr = item["lr"]
+        means = [image.reshape(-1, 3).astype(np.float64).mean(axis=0)
+                 for image in (inference.super_resolve(net, lr), bicubic.upscale(lr, 4))]
+        shifts[item["name"]] = float(np.abs(means[0] - means[1]).max())
+    worst = max(shifts, key=shifts.get)
+    print(f"{name}: largest channel-mean shift {shifts[worst]:.2f} ({worst}), "
+          f"mean {np.mean(list(shifts.values())):.2f}")
+    assert len(shifts) == 100
+    assert shifts[worst] <= COLOUR_SHIFT_LIMIT, f"{name} shifts {worst}'s colours by {shifts[worst]:.2f}"

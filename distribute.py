@@ -99,38 +99,36 @@ def make_train_step(strategy, net, loss_fn, psnr_fn, global_batch, xla=False,
     return step
 
 
-def evaluate(net, val_ds, loss_fn, psnr_fn, forward=None, niqe=False):
+def evaluate(net, val_ds, loss_fn, psnr_fn, forward=None, niqe_crops=0):
     """Mean loss and PSNR over the fixed validation crops, on this process alone
     (every worker holds the same weights and the whole validation set, so the
-    figures are those of a one-device run), and with ``niqe`` the crops' mean NIQE
-    (metrics.niqe_of; None when the crops are too small for it).  ``forward``: the net as
-    one tf.function kept across epochs (traced once, not once per epoch and batch shape)."""
+    figures are those of a one-device run), and with ``niqe_crops`` (the crops of each
+    image, which come in a row) the mean over images of their crops' NIQE taken as one
+    (metrics.pooled_niqe_of: close to the whole image's; a crop's own NIQE, of a few blocks,
+    is not); None when the crops are too small for it.  ``forward``: the net as one
+    tf.function kept across epochs (traced once, not once per epoch and batch shape)."""
     import numpy as np
     import tensorflow as tf
 
+    import metrics
+
     forward = forward or tf.function(lambda lr: net(lr, training=False), reduce_retracing=True)
     loss_sum = psnr_sum = count = 0.0
-    scores = []
+    outputs = []
     for lr, hr in val_ds:
         sr = forward(lr)
         loss_sum += float(tf.reduce_sum(_total(loss_fn(lr, hr, sr))[0]))
         psnr_sum += float(tf.reduce_sum(psnr_fn(hr, sr)))
         count += int(lr.shape[0])
-        if niqe:
-            scores += [_niqe(image) for image in np.asarray(sr)]
-    scores = [s for s in scores if s is not None]
-    return loss_sum / count, psnr_sum / count, (float(np.mean(scores)) if scores else None)
-
-
-def _niqe(image):
-    import numpy as np
-
-    import metrics
-
+        if niqe_crops:
+            outputs += list(np.round(np.clip(np.asarray(sr, np.float32), 0, 1) * 255)
+                            .astype(np.uint8))
     try:
-        return metrics.niqe_of(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8))
-    except ValueError:   # smaller than NIQE's two blocks
-        return None
+        scores = [metrics.pooled_niqe_of(outputs[i:i + niqe_crops])
+                  for i in range(0, len(outputs), niqe_crops or 1)]
+    except ValueError:   # crops smaller than NIQE's two blocks
+        scores = []
+    return loss_sum / count, psnr_sum / count, (float(np.mean(scores)) if scores else None)
 
 
 class _Progress:
@@ -165,11 +163,12 @@ class _Progress:
 
 def fit(strategy, net, dataset_fn, val_ds, *, epochs, steps_per_epoch, initial_epoch,
         global_batch, loss, psnr_fn, callbacks, xla=False, verbose=True, discriminator=None,
-        discriminator_loss=None, val_niqe=False):
+        discriminator_loss=None, val_niqe_crops=0):
     """Train ``net`` (built under ``strategy.scope()``) from ``initial_epoch`` to
     ``epochs`` on ``loss(lr, hr, sr)`` (per patch, or named terms; losses.py), with a
     ``discriminator`` trained on ``discriminator_loss`` beside it.
     ``dataset_fn(input_context)`` gives one input pipeline's batches of per-replica size.
+    With ``val_niqe_crops`` (validation crops per image) validation scores NIQE too.
     With an averaging optimizer (use_ema) validation scores the averaged weights.
     Returns False if a NaN or infinite loss stopped it."""
     import tensorflow as tf
@@ -201,7 +200,8 @@ def fit(strategy, net, dataset_fn, val_ds, *, epochs, steps_per_epoch, initial_e
                 sums[name] = sums.get(name, 0.0) + value
             progress.update(i + 1, [(name, total / (i + 1)) for name, total in sums.items()])
         with averaged_weights(net):
-            val_loss, val_psnr, niqe = evaluate(net, val_ds, loss, psnr_fn, forward, val_niqe)
+            val_loss, val_psnr, niqe = evaluate(net, val_ds, loss, psnr_fn, forward,
+                                                val_niqe_crops)
         logs = {name: total / steps_per_epoch for name, total in sums.items()}
         logs.update(val_loss=val_loss, val_psnr=val_psnr)
         if niqe is not None:

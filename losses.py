@@ -50,28 +50,32 @@ def load_teacher(path, scale):
     return teacher
 
 
+def _gaussian(size):
+    """A normalized 1-D Gaussian of odd ``size`` taps, with OpenCV's sigma for that size."""
+    sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
+    taps = tf.exp(-0.5 * (tf.range(size, dtype=tf.float32) - (size - 1) / 2) ** 2 / sigma ** 2)
+    return taps / tf.reduce_sum(taps)
+
+
+def blur(x, size=51):
+    """Separable Gaussian blur of ``size`` taps (edges reflected): Real-ESRGAN's USM blur.
+    Written here: tf.image has no Gaussian blur."""
+    taps, pad, channels = _gaussian(size), size // 2, x.shape[-1]
+    x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+    rows = tf.tile(tf.reshape(taps, (size, 1, 1, 1)), (1, 1, channels, 1))
+    x = tf.nn.depthwise_conv2d(x, rows, [1, 1, 1, 1], "VALID")
+    return tf.nn.depthwise_conv2d(x, tf.transpose(rows, (1, 0, 2, 3)), [1, 1, 1, 1], "VALID")
+
+
 def unsharp(image, weight=0.5, radius=50, threshold=10):
     """Real-ESRGAN's USMSharp (the target its L1 and perceptual terms compare with): image
     + weight x (image - Gaussian blur), blended in where the detail exceeds ``threshold``
-    grey levels, softly.  Written here: tf.image has no unsharp mask."""
+    grey levels, softly."""
     size = radius + 1 if radius % 2 == 0 else radius   # Real-ESRGAN's odd kernel size
-    sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8          # OpenCV's sigma for a size
-    taps = tf.exp(-0.5 * (tf.range(size, dtype=tf.float32) - (size - 1) / 2) ** 2 / sigma ** 2)
-    taps /= tf.reduce_sum(taps)
-    pad = size // 2
-
-    def blur(x):
-        channels = x.shape[-1]
-        x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
-        rows = tf.tile(tf.reshape(taps, (size, 1, 1, 1)), (1, 1, channels, 1))
-        x = tf.nn.depthwise_conv2d(x, rows, [1, 1, 1, 1], "VALID")
-        return tf.nn.depthwise_conv2d(x, tf.transpose(rows, (1, 0, 2, 3)), [1, 1, 1, 1],
-                                      "VALID")
-
     image = tf.cast(image, tf.float32)
-    residual = image - blur(image)
+    residual = image - blur(image, size)
     mask = tf.cast(tf.abs(residual) * 255 > threshold, tf.float32)
-    soft = blur(mask)
+    soft = blur(mask, size)
     sharp = tf.clip_by_value(image + weight * residual, 0.0, 1.0)
     return soft * sharp + (1 - soft) * image
 
@@ -142,18 +146,25 @@ def vgg_features(name="hed_vgg16", layer_weights=(0.1, 0.1, 1, 1, 1), weights="t
     return features
 
 
-def perceptual(features, layer_weights, target=None):
+def perceptual(features, layer_weights, target=None, colour_blind=False):
     """Σ weight x mean |φ(sr) - φ(target)| over the chosen VGG layers (ESRGAN's perceptual
-    loss with an L1 criterion); ``target(hr)`` optionally sharpens HR first."""
+    loss with an L1 criterion); ``target(hr)`` optionally sharpens HR first.  With
+    ``colour_blind`` φ sees only the luma of SR's detail, on the target's low frequencies
+    (gray(SR) - blur(gray(SR)) + blur(gray(target))), so the term cannot move colours or tone,
+    which it otherwise drifts (docs/training-log.md); those are left to the pixel term."""
     weights = [w for w in layer_weights if w]
 
     def maps(x):   # a model of one output gives a tensor, not a list of one
-        out = features(tf.cast(x, tf.float32))
+        out = features(x)
         return out if isinstance(out, (list, tuple)) else [out]
 
     def loss(lr, hr, sr):
-        goal = target(hr) if target else hr
-        pairs = zip(maps(sr), maps(tf.stop_gradient(goal)), weights)
+        goal = tf.stop_gradient(tf.cast(target(hr) if target else hr, tf.float32))
+        sr = tf.cast(sr, tf.float32)
+        if colour_blind:
+            goal, sr = tf.image.rgb_to_grayscale(goal), tf.image.rgb_to_grayscale(sr)
+            goal, sr = (tf.image.grayscale_to_rgb(x) for x in (goal, sr - blur(sr) + blur(goal)))
+        pairs = zip(maps(sr), maps(goal), weights)
         return tf.add_n([w * tf.reduce_mean(tf.abs(a - b), axis=[1, 2, 3]) for a, b, w in pairs])
 
     return loss
@@ -228,8 +239,9 @@ def generator_terms(args, discriminator=None, features=None):
         terms[args.loss] = weighted(
             (lambda lr, hr, sr: base(lr, target(hr), sr)) if target else base, args.pixel_weight)
     if args.perceptual_weight:
-        terms["perceptual"] = weighted(perceptual(features, args.perceptual_layers, target),
-                                       args.perceptual_weight)
+        terms["perceptual"] = weighted(
+            perceptual(features, args.perceptual_layers, target, args.perceptual_colour_blind),
+            args.perceptual_weight)
     if args.colour_weight:
         terms["colour"] = weighted(colour, args.colour_weight)   # against HR itself
     discriminator_loss = None

@@ -194,14 +194,14 @@ def _block_features(block):
     return features
 
 
-def niqe(gray):
-    """NIQE of a 2-D image in 0..255 (for a photo: its Y, rounded, as MATLAB's niqe
-    takes it); 96 x 96 blocks (at least two), two scales, no border crop."""
+def niqe_features(gray):
+    """The 36 NIQE features (18 per scale, two scales) of each 96 x 96 block of a 2-D image
+    in 0..255, one row per block (at least two blocks; no border crop)."""
     from scipy.ndimage import correlate
 
     import bicubic
 
-    mu_pristine, cov_pristine, window = _niqe_model()
+    window = _niqe_model()[2]
     image = np.asarray(gray, np.float64)
     rows, cols = image.shape[0] // NIQE_BLOCK, image.shape[1] // NIQE_BLOCK
     if rows * cols < 2:   # the features' covariance needs two blocks
@@ -217,16 +217,39 @@ def niqe(gray):
         features.append([_block_features(mscn[r * size:(r + 1) * size, c * size:(c + 1) * size])
                          for c in range(cols) for r in range(rows)])
         image = bicubic.imresize(image, scale=0.5)
-    features = np.concatenate([np.array(f) for f in features], axis=1)
+    return np.concatenate([np.array(f) for f in features], axis=1)
+
+
+def niqe_distance(features):
+    """NIQE's distance between the pristine model and the Gaussian fitted to these block
+    features (rows of niqe_features)."""
+    mu_pristine, cov_pristine, _ = _niqe_model()
     mu = np.nanmean(features, axis=0)
     cov = np.cov(features[~np.isnan(features).any(axis=1)], rowvar=False)
     difference = mu_pristine - mu
     return float(np.sqrt(difference @ np.linalg.pinv((cov_pristine + cov) / 2) @ difference))
 
 
+def niqe(gray):
+    """NIQE of a 2-D image in 0..255 (for a photo: its Y, rounded, as MATLAB's niqe
+    takes it); 96 x 96 blocks (at least two), two scales, no border crop."""
+    return niqe_distance(niqe_features(gray))
+
+
+def _niqe_gray(image):
+    image = np.asarray(image)
+    gray = image.ndim == 2 or image.shape[-1] == 1
+    return rgb_to_y(image) if gray else np.round(rgb_to_y(image))
+
+
 def niqe_of(image):
     """NIQE of an 8-bit image as the field computes it: RGB through its Y (MATLAB
     rgb2ycbcr, rounded), grayscale as it is."""
-    image = np.asarray(image)
-    gray = image.ndim == 2 or image.shape[-1] == 1
-    return niqe(rgb_to_y(image) if gray else np.round(rgb_to_y(image)))
+    return niqe(_niqe_gray(image))
+
+
+def pooled_niqe_of(images):
+    """NIQE of 8-bit images taken as one set: one Gaussian fitted to the blocks of all of them
+    (niqe_of per image, averaged, is noisy where each has only a few blocks, as validation
+    crops do)."""
+    return niqe_distance(np.concatenate([niqe_features(_niqe_gray(i)) for i in images]))

@@ -179,6 +179,10 @@ TRAINING = (
       "(ESRGAN's); 0 leaves a layer out", kind="floats", group="gan",
       check=lambda v: None if len(v) == 5 and min(v) >= 0 and max(v) > 0
       else "must be 5 weights, at least 0, not all 0"),
+    S("perceptual_colour_blind", False, "the perceptual term sees only the luma of the "
+      "output's detail, on the target's low frequencies (Gaussian blur, 51 taps), leaving "
+      "colours and tone to the pixel term (without it the term drifts colours)", kind="bool",
+      group="gan"),
     S("vgg19_weights", "imagenet", "--perceptual-backbone vgg19: 'imagenet' (Keras downloads "
       "them) or a local .h5 file of them", group="gan", resume=False),
     S("unsharp_target", False, "compare the pixel and perceptual terms with the unsharp-masked "
@@ -246,7 +250,7 @@ def _rules(v):
             yield (f"{BY_NAME[name].flag} must be at least 4 x --scale ({4 * v.scale}): PSNR "
                    "shaves --scale pixels on each side")
     yield ("--val-patch-size must be at least 192 with --adversarial-weight or "
-           "--perceptual-weight: validation scores NIQE per crop (two 96-px blocks at least)"
+           "--perceptual-weight: validation scores NIQE on two 96-px blocks of each crop at least"
            if (v.adversarial_weight or v.perceptual_weight) and v.val_patch_size < 192 else None)
     yield "--teacher does not combine with --adversarial-weight or --perceptual-weight" \
         if v.teacher and (v.adversarial_weight or v.perceptual_weight) else None

@@ -218,7 +218,8 @@ def train(args):
             steps_per_epoch=args.steps_per_epoch, initial_epoch=epoch,
             global_batch=args.batch_size, loss=loss, psnr_fn=metrics.make_psnr_y_metric(args.scale),
             callbacks=callbacks, xla=args.xla, verbose=chief, discriminator=critic,
-            discriminator_loss=critic_loss, val_niqe=perceptual)
+            discriminator_loss=critic_loss,
+            val_niqe_crops=args.val_crops if perceptual else 0)
     finally:
         if lock is not None:
             os.close(lock)

@@ -99,6 +99,25 @@ def test_perceptual_loss_is_zero_for_the_target_and_weights_the_layers():
     np.testing.assert_allclose(weighted, 2 * first + 0.5 * second, rtol=1e-4)
 
 
+def test_colour_blind_perceptual_loss_ignores_tints_and_tone_but_sees_texture():
+    features = losses.vgg_features("hed_vgg16", (0, 1, 1, 0, 0), weights=None)
+    detail = losses.perceptual(features, (0, 1, 1, 0, 0), colour_blind=True)
+    rng = np.random.default_rng(3)
+    hr = rng.random((2, 64, 64, 3)).astype(np.float32) * 0.5 + 0.25
+    # a tint, and chroma texture of no luma (tf.image.rgb_to_grayscale's weights)
+    chroma = rng.normal(0, 0.05, hr.shape[:3] + (1,)) * np.array([0.587, -0.2989, 0])
+    tinted = tf.constant(hr + np.array([0.03, -0.02, 0.01], np.float32) + chroma.astype(np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(tinted)
+        blind = detail(None, hr, tinted)
+    offset_gradient = tf.reduce_sum(tape.gradient(blind, tinted), axis=[1, 2]).numpy()
+    np.testing.assert_allclose(blind.numpy(), 0, atol=1e-4)
+    np.testing.assert_allclose(offset_gradient, 0, atol=1e-3)
+    assert (losses.perceptual(features, (0, 1, 1, 0, 0))(None, hr, tinted).numpy() > 1e-3).all()
+    noisy = hr + rng.normal(0, 0.05, hr.shape).astype(np.float32)
+    assert (detail(None, hr, noisy).numpy() > 1e-3).all()
+
+
 @pytest.mark.parametrize("kind", ["vanilla", "relativistic"])
 def test_adversarial_losses_match_their_formulas(kind):
     # A "discriminator" that returns its input's first channel as the logit of each pixel.
@@ -140,7 +159,7 @@ def test_generator_terms_are_named_and_weighted():
                                   chroma_weight=None, perceptual_weight=0.5,
                                   perceptual_layers=[0, 1, 0, 0, 0],
                                   adversarial_loss="vanilla", adversarial_weight=0.1,
-                                  colour_weight=3.0)
+                                  colour_weight=3.0, perceptual_colour_blind=True)
     features = losses.vgg_features("hed_vgg16", settings.perceptual_layers, weights=None)
     loss, critic_loss = losses.generator_terms(settings, critic, features)
     rng = np.random.default_rng(2)
@@ -155,7 +174,8 @@ def test_generator_terms_are_named_and_weighted():
                                rtol=1e-5)
     np.testing.assert_allclose(
         terms["perceptual"].numpy(),
-        0.5 * losses.perceptual(features, settings.perceptual_layers)(None, sharp, sr).numpy(),
+        0.5 * losses.perceptual(features, settings.perceptual_layers, colour_blind=True)(
+            None, sharp, sr).numpy(),
         rtol=1e-5)
     np.testing.assert_allclose(terms["adversarial"].numpy(), 0.1 * losses.adversarial(
         "vanilla", critic)[0](None, hr, sr).numpy(), rtol=1e-5)

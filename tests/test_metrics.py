@@ -115,6 +115,18 @@ def test_niqe_reproduces_matlab_on_its_check_image():
         assert f.read() == g.read()          # the shipped parameters are the published ones
 
 
+@pytest.mark.skipif(not os.path.isdir(IQA), reason=f"NIQE's check image not found at {IQA}")
+def test_pooled_niqe_of_an_images_crops_comes_close_to_its_own():
+    from PIL import Image
+
+    baboon = np.asarray(Image.open(os.path.join(IQA, "baboon.png")).convert("RGB"))
+    crops = [baboon[r:r + 192, c:c + 192] for r in (0, 192) for c in (0, 192)]
+    whole = metrics.niqe_of(baboon)
+    assert metrics.pooled_niqe_of([baboon]) == whole
+    assert metrics.pooled_niqe_of(crops) == pytest.approx(whole, abs=0.3)
+    assert np.mean([metrics.niqe_of(c) for c in crops]) > whole + 1   # four blocks each
+
+
 def test_niqe_rises_with_noise_and_blur():
     from scipy.ndimage import gaussian_filter
 

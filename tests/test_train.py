@@ -96,23 +96,25 @@ def test_div2k_without_network_stops_with_one_message(monkeypatch, tmp_path, cap
 GAN = ["--model", "edsr", "--blocks", "1", "--features", "8", "--loss", "l1",
        "--adversarial-weight", "0.1", "--perceptual-weight", "1", "--perceptual-layers",
        "1,0,0,0,0", "--discriminator-width", "4", "--ema", "0.9", "--val-patch-size", "192",
-       "--val-crops", "1", "--steps-per-epoch", "40"]
+       "--val-crops", "1", "--steps-per-epoch", "20"]
 
 
-@pytest.mark.parametrize("form", [[], ["--expand", "32", "--branches", "1x1,sobel"], GAN],
-                         ids=["plain", "collapsible", "gan"])
+# A plain model's kill -9 and resume: test_faults.py (random instants, and mid-save); the
+# collapsible form here runs the same loop with more to keep.
+@pytest.mark.parametrize("form", [["--expand", "32", "--branches", "1x1,sobel"], GAN],
+                         ids=["collapsible", "gan"])
 def test_sigkill_during_second_epoch_then_resume(tmp_path, form):
     out = str(tmp_path / "killed")
     command = [sys.executable, "train.py"] + DEMO_ARGS[:2] + [
         "--steps-per-epoch", "150", "--batch-size", "4", "--val-crops", "2",
-        "--epochs", "3", "--out", out] + form
+        "--epochs", "2", "--out", out] + form
     state = os.path.join(out, "state", "state.json")
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, text=True)
     watchdog = threading.Timer(240, process.kill)   # bounded even if it never gets there
     watchdog.start()
     try:
-        # Epoch 1 is committed before "Epoch 2/3" is printed; kill a moment into epoch 2.
+        # Epoch 1 is committed before "Epoch 2/2" is printed; kill a moment into epoch 2.
         for line in process.stdout:
             if line.startswith("Epoch 2/"):
                 break
@@ -133,7 +135,7 @@ def test_sigkill_during_second_epoch_then_resume(tmp_path, form):
                             timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "resuming" in result.stdout and "after epoch 1" in result.stdout
-    assert _epochs(out) == [1, 2, 3]
+    assert _epochs(out) == [1, 2]
     if form == GAN:   # both networks resumed; the GAN's terms and NIQE in the history
         with open(state) as f:
             assert set(json.load(f)["weights"]) == {"model", "discriminator"}
@@ -141,7 +143,7 @@ def test_sigkill_during_second_epoch_then_resume(tmp_path, form):
             rows = list(csv.DictReader(f))
         assert all(float(r[k]) > 0 for r in rows
                    for k in ("l1", "perceptual", "adversarial", "d_loss", "val_niqe"))
-    elif form:  # the resume state keeps the training form; the .h5 files are plain
+    else:  # the resume state keeps the training form; the .h5 files are plain
         import h5py
 
         with open(state) as f:

@@ -250,7 +250,7 @@ def _rules(v):
             yield (f"{BY_NAME[name].flag} must be at least 4 x --scale ({4 * v.scale}): PSNR "
                    "shaves --scale pixels on each side")
     yield ("--val-patch-size must be at least 192 with --adversarial-weight or "
-           "--perceptual-weight: validation scores NIQE on two 96-px blocks of each crop at least"
+           "--perceptual-weight: validation's NIQE needs crops of two 96-px blocks at least"
            if (v.adversarial_weight or v.perceptual_weight) and v.val_patch_size < 192 else None)
     yield "--teacher does not combine with --adversarial-weight or --perceptual-weight" \
         if v.teacher and (v.adversarial_weight or v.perceptual_weight) else None

@@ -106,7 +106,8 @@ def test_colour_blind_perceptual_loss_ignores_tints_and_tone_but_sees_texture():
     hr = rng.random((2, 64, 64, 3)).astype(np.float32) * 0.5 + 0.25
     # a tint, and chroma texture of no luma (tf.image.rgb_to_grayscale's weights)
     chroma = rng.normal(0, 0.05, hr.shape[:3] + (1,)) * np.array([0.587, -0.2989, 0])
-    tinted = tf.constant(hr + np.array([0.03, -0.02, 0.01], np.float32) + chroma.astype(np.float32))
+    tint = np.array([0.03, -0.02, 0.01], np.float32)
+    tinted = tf.constant(hr + tint + chroma.astype(np.float32))
     with tf.GradientTape() as tape:
         tape.watch(tinted)
         blind = detail(None, hr, tinted)

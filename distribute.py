@@ -123,11 +123,13 @@ def evaluate(net, val_ds, loss_fn, psnr_fn, forward=None, niqe_crops=0):
         if niqe_crops:
             outputs += list(np.round(np.clip(np.asarray(sr, np.float32), 0, 1) * 255)
                             .astype(np.uint8))
-    try:
-        scores = [metrics.pooled_niqe_of(outputs[i:i + niqe_crops])
-                  for i in range(0, len(outputs), niqe_crops or 1)]
-    except ValueError:   # crops smaller than NIQE's two blocks
-        scores = []
+    scores = []
+    if niqe_crops:
+        try:
+            scores = [metrics.pooled_niqe_of(outputs[i:i + niqe_crops])
+                      for i in range(0, len(outputs), niqe_crops)]
+        except ValueError:   # crops smaller than NIQE's two blocks
+            pass
     return loss_sum / count, psnr_sum / count, (float(np.mean(scores)) if scores else None)
 
 

@@ -146,9 +146,9 @@ def vgg_features(name="hed_vgg16", layer_weights=(0.1, 0.1, 1, 1, 1), weights="t
     return features
 
 
-def perceptual(features, layer_weights, target=None, colour_blind=False):
+def perceptual(features, layer_weights, colour_blind=False):
     """Σ weight x mean |φ(sr) - φ(target)| over the chosen VGG layers (ESRGAN's perceptual
-    loss with an L1 criterion); ``target(hr)`` optionally sharpens HR first.  With
+    loss with an L1 criterion).  With
     ``colour_blind`` φ sees only the luma of SR's detail, on the target's low frequencies
     (gray(SR) - blur(gray(SR)) + blur(gray(target))), so the term cannot move colours or tone,
     which it otherwise drifts (docs/training-log.md); those are left to the pixel term."""
@@ -159,7 +159,7 @@ def perceptual(features, layer_weights, target=None, colour_blind=False):
         return out if isinstance(out, (list, tuple)) else [out]
 
     def loss(lr, hr, sr):
-        goal = tf.stop_gradient(tf.cast(target(hr) if target else hr, tf.float32))
+        goal = tf.stop_gradient(tf.cast(hr, tf.float32))
         sr = tf.cast(sr, tf.float32)
         if colour_blind:
             goal, sr = tf.image.rgb_to_grayscale(goal), tf.image.rgb_to_grayscale(sr)
@@ -232,25 +232,25 @@ def generator_terms(args, discriminator=None, features=None):
     """The generator's named, weighted terms and the discriminator's loss (None without
     one) that the settings describe (Real-ESRGAN: L1 1, perceptual 1, adversarial 0.1; L1
     and perceptual against the unsharp-masked HR with ``unsharp_target``)."""
-    target = unsharp if args.unsharp_target else None
-    terms = {}
+    on_target, on_hr = {}, {}   # L1 and perceptual may see the sharpened HR; the rest HR
     if args.pixel_weight:
-        base = pixel(args.loss, args.chroma_weight)
-        terms[args.loss] = weighted(
-            (lambda lr, hr, sr: base(lr, target(hr), sr)) if target else base, args.pixel_weight)
+        on_target[args.loss] = weighted(pixel(args.loss, args.chroma_weight), args.pixel_weight)
     if args.perceptual_weight:
-        terms["perceptual"] = weighted(
-            perceptual(features, args.perceptual_layers, target, args.perceptual_colour_blind),
+        on_target["perceptual"] = weighted(
+            perceptual(features, args.perceptual_layers, args.perceptual_colour_blind),
             args.perceptual_weight)
     if args.colour_weight:
-        terms["colour"] = weighted(colour, args.colour_weight)   # against HR itself
+        on_hr["colour"] = weighted(colour, args.colour_weight)
     discriminator_loss = None
     if discriminator is not None:
         generator, discriminator_loss = adversarial(args.adversarial_loss, discriminator)
-        terms["adversarial"] = weighted(generator, args.adversarial_weight)
+        on_hr["adversarial"] = weighted(generator, args.adversarial_weight)
 
     def loss(lr, hr, sr):
-        return {name: term(lr, hr, sr) for name, term in terms.items()}
+        goal = unsharp(hr) if args.unsharp_target and on_target else hr   # once per step
+        terms = {name: term(lr, goal, sr) for name, term in on_target.items()}
+        terms.update({name: term(lr, hr, sr) for name, term in on_hr.items()})
+        return terms
 
     return loss, discriminator_loss
 

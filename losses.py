@@ -148,10 +148,10 @@ def vgg_features(name="hed_vgg16", layer_weights=(0.1, 0.1, 1, 1, 1), weights="t
 
 def perceptual(features, layer_weights, colour_blind=False):
     """Σ weight x mean |φ(sr) - φ(target)| over the chosen VGG layers (ESRGAN's perceptual
-    loss with an L1 criterion).  With
-    ``colour_blind`` φ sees only the luma of SR's detail, on the target's low frequencies
-    (gray(SR) - blur(gray(SR)) + blur(gray(target))), so the term cannot move colours or tone,
-    which it otherwise drifts (docs/training-log.md); those are left to the pixel term."""
+    loss with an L1 criterion), the target being the ``hr`` it is given.  With ``colour_blind``
+    φ sees only the luma of SR's detail, on the target's low frequencies (gray(SR) -
+    blur(gray(SR)) + blur(gray(target))), so the term cannot move colours or tone, which it
+    otherwise drifts (docs/training-log.md); those are left to the pixel term."""
     weights = [w for w in layer_weights if w]
 
     def maps(x):   # a model of one output gives a tensor, not a list of one

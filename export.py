@@ -1,9 +1,10 @@
-"""Export a trained model for deployment: SavedModel, LiteRT (.tflite) or ONNX.
+"""Export a trained model for deployment: SavedModel, LiteRT (.tflite), ONNX or Keras .h5.
 
     python export.py                                  # strongest shipped model -> SavedModel
     python export.py three_conv --format tflite --quantize int8
     python export.py runs/demo/model.h5 --format onnx -o model.onnx
     python export.py three_conv --format onnx --quantize int8
+    python export.py runs/gan/model.h5 --format h5 --input-colours 1.5 -o gan.h5
 
 Every export takes images of any height and width.  The files run with
 ``predict.py --model FILE`` and ``evaluate.py --model FILE`` through the same
@@ -19,14 +20,14 @@ import tempfile
 
 from fileio import can_write_in
 
-FORMATS = ("saved_model", "tflite", "onnx")
+FORMATS = ("saved_model", "tflite", "onnx", "h5")
 QUANTIZATIONS = ("none", "float16", "int8")
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="Export a model (.h5 or a shipped model's name) to SavedModel, LiteRT "
-                    "(.tflite) or ONNX, with a dynamic input size.",
+                    "(.tflite), ONNX or Keras .h5, with a dynamic input size.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add = parser.add_argument
     add("model", nargs="?", default=None,
@@ -44,8 +45,16 @@ def parse_args(argv=None):
     add("-o", "--output", default=None,
         help="output file (.tflite, .onnx) or folder (SavedModel); default: exports/NAME "
              "beside this script, NAME from the model and the options")
+    add("--input-colours", type=float, default=None, metavar="SIGMA",
+        help="follow the network by a fixed stage that gives the output the input's low "
+             "frequencies (a Gaussian of SIGMA LR pixels; model.InputColours), so an image's "
+             "colours and brightness stay the input's (as edsr_real_gan ships)")
     add("--overwrite", action="store_true", help="replace an existing output")
     args = parser.parse_args(argv)
+    if args.input_colours is not None and args.input_colours <= 0:
+        parser.error(f"--input-colours must be above 0 (LR pixels), got {args.input_colours:g}")
+    if args.quantize != "none" and args.format == "h5":
+        parser.error("--quantize applies to --format tflite or onnx")
     if args.quantize == "float16" and args.format != "tflite":
         parser.error("--quantize float16 applies to --format tflite only")
     if args.quantize == "int8" and args.format == "saved_model":
@@ -59,12 +68,12 @@ def default_output(model_path, fmt, quantize):
     stem = os.path.splitext(os.path.basename(model_path))[0]
     tag = "" if quantize == "none" else "_" + quantize
     name = {"saved_model": f"{stem}_saved_model", "onnx": f"{stem}{tag}.onnx",
-            "tflite": f"{stem}{tag}.tflite"}[fmt]
+            "tflite": f"{stem}{tag}.tflite", "h5": f"{stem}_export.h5"}[fmt]
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "exports", name)
 
 
 def check_output(path, fmt, overwrite):
-    suffix = {"tflite": ".tflite", "onnx": ".onnx"}.get(fmt)
+    suffix = {"tflite": ".tflite", "onnx": ".onnx", "h5": ".h5"}.get(fmt)
     if suffix and not path.endswith(suffix):
         raise ExportError(f"-o {path}: a {fmt} export is a {suffix} file")
     if suffix is None and path.endswith((".tflite", ".onnx", ".h5")):
@@ -190,9 +199,12 @@ def export_model(net, path, fmt, quantize="none", data="demo", count=64, source=
         exported = built if crops is None else os.path.join(work, "float.onnx")
         import tfquiet
 
-        with tfquiet.quiet_stderr():   # the LiteRT converter's C++ lines ("fully_quantize: 0 ...")
-            net.export(exported, format=keras_format, verbose=False, input_signature=spec,
-                       **options)
+        if fmt == "h5":
+            net.save(exported)
+        else:
+            with tfquiet.quiet_stderr():   # the LiteRT converter's C++ lines ("fully_quantize: 0 ...")
+                net.export(exported, format=keras_format, verbose=False,
+                           input_signature=spec, **options)
         if crops is not None:
             quantize_onnx(exported, built, crops)
         if fmt == "onnx" and source:
@@ -203,6 +215,16 @@ def export_model(net, path, fmt, quantize="none", data="demo", count=64, source=
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return path
+
+
+def with_input_colours(net, sigma, path):
+    import model as models
+
+    if any(isinstance(layer, models.InputColours) for layer in net.layers):
+        raise ExportError(f"--input-colours: {path} keeps its input's colours already")
+    print(f"input colours: the output's low frequencies (Gaussian of {sigma:g} LR pixels) "
+          "are the input's")
+    return models.with_input_colours(net, sigma)
 
 
 def main(argv=None):
@@ -221,8 +243,11 @@ def main(argv=None):
         check_output(output, args.format, args.overwrite)
         net = inference.load_model(model_path)
         print(f"model: {inference.describe(model_path)}")
+        if args.input_colours is not None:
+            net = with_input_colours(net, args.input_colours, model_path)
+        # An export with the added stage is no twin of its source .h5 (runtimes.onnx_export_of).
         export_model(net, output, args.format, args.quantize, args.data, args.calibration_images,
-                     source=model_path)
+                     source=model_path if args.input_colours is None else None)
     except (ExportError, inference.ModelError, data.DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -115,7 +115,9 @@ def load_model(path=None, bfloat16=False, runtime="tensorflow"):
 def load_blend(path_a, path_b, weight, runtime="tensorflow"):
     """ESRGAN's network interpolation of two trained models of one architecture:
     (1 - weight) x A's weights + weight x B's, as one model of the same cost.  Both
-    run by their ONNX twins with ``runtime="auto"`` when each has one, else in Keras."""
+    run by their ONNX twins with ``runtime="auto"`` when each has one and the two graphs
+    are one, else in Keras.  Fixed stages only one of them has (``model.InputColours``)
+    are kept in the blend."""
     if not 0 <= weight <= 1:
         raise ModelError(f"a blend's weight must be between 0 and 1, got {weight}")
     if runtime == "auto":
@@ -123,17 +125,26 @@ def load_blend(path_a, path_b, weight, runtime="tensorflow"):
         if all(twins):
             try:
                 return runtimes.load_onnx(twins[0], runtimes.blend_onnx(*twins, weight))
-            except runtimes.RuntimeProblem as error:
-                raise ModelError(str(error)) from None
+            except runtimes.RuntimeProblem:
+                pass   # not one graph (a fixed stage in one): Keras blends by layer
     a, b = load_model(path_a), load_model(path_b)
-    mine, theirs = a.get_weights(), b.get_weights()
-    if [w.shape for w in mine] != [w.shape for w in theirs] or \
-            [type(layer).__name__ for layer in a.layers] != \
-            [type(layer).__name__ for layer in b.layers]:
+    base, other = (b, a) if len(b.layers) > len(a.layers) else (a, b)
+    share = weight if base is a else 1 - weight     # the other model's share
+    theirs = {layer.name: layer for layer in other.layers if layer.weights}
+    for layer in base.layers:
+        match = theirs.pop(layer.name, None)
+        if match is None and not layer.trainable_weights:
+            continue    # weightless, or a fixed stage only ``base`` has
+        if match is None or type(match) is not type(layer) or \
+                [w.shape for w in match.weights] != [w.shape for w in layer.weights]:
+            theirs[layer.name] = layer
+            break
+        layer.set_weights([(1 - share) * x + share * y
+                           for x, y in zip(layer.get_weights(), match.get_weights())])
+    if theirs:
         raise ModelError(f"{path_a} and {path_b} are not one architecture; they cannot be "
                          "blended")
-    a.set_weights([(1 - weight) * x + weight * y for x, y in zip(mine, theirs)])
-    return a
+    return base
 
 
 # predict.py's weight-blend knobs (ESRGAN's network interpolation): flag -> the shipped

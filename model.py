@@ -288,6 +288,61 @@ def unet_discriminator(width=64, channels=3):
     return keras.Model(inputs, logits, name=f"unet_discriminator_{width}")
 
 
+@keras.saving.register_keras_serializable(package="sr")
+class InputColours(keras.layers.Layer):
+    """[LR, SR] -> SR with its low frequencies replaced by the LR input's: SR plus the
+    Gaussian-blurred (``sigma`` LR pixels) difference between LR and SR's scale x scale
+    block means, upsampled bilinearly.  A model trained on realistic degradations takes
+    some fine dark texture for noise and smooths it away, which moves an image's colour
+    means; this keeps the input's (the consistency with the input that StableSR's colour
+    fix enforces), leaving everything finer than the blur to the network.  Written as a
+    layer so every runtime and export computes it; the fixed kernel is a weight with one
+    ring of zeros, so each runtime's receptive radius (a sum of kernel half-widths) also
+    counts bilinear upsampling's reach of one pixel."""
+
+    def __init__(self, scale, sigma=1.5, **kwargs):
+        super().__init__(**kwargs)
+        self.scale, self.sigma = int(scale), float(sigma)
+        self.radius = int(np.ceil(3 * self.sigma)) + 1
+
+    def build(self, input_shape):
+        channels = input_shape[0][-1]
+        offsets = np.arange(-self.radius + 1, self.radius) / self.sigma
+        taps = np.exp(-0.5 * offsets ** 2)
+        taps = np.pad(taps / taps.sum(), 1)
+        self.kernel = self.add_weight(
+            name="kernel", shape=(len(taps), len(taps), channels, 1), trainable=False,
+            initializer=keras.initializers.Constant(
+                np.repeat(np.outer(taps, taps)[:, :, None, None], channels, axis=2)))
+
+    def call(self, inputs):
+        lr, sr = inputs
+        s = self.scale
+        offset = lr - tf.nn.avg_pool2d(sr, s, s, "VALID")
+        # Normalized by the blurred ones, so the zero padding does not fade the fix at
+        # the image's borders.
+        both = tf.concat([offset, tf.ones_like(offset[..., :1])], axis=-1)
+        kernel = tf.concat([self.kernel, self.kernel[:, :, :1]], axis=2)
+        blurred = tf.nn.depthwise_conv2d(both, kernel, [1, 1, 1, 1], "SAME")
+        low = blurred[..., :-1] / blurred[..., -1:]
+        size = tf.shape(lr)[1:3] * s
+        return sr + tf.image.resize(low, size, "bilinear")
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[1]
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "sigma": self.sigma}
+
+
+def with_input_colours(net, sigma=1.5):
+    """``net`` followed by ``InputColours``: the same network weights, the input's colours."""
+    scale = next(layer.block_size for layer in net.layers if isinstance(layer, DepthToSpace))
+    outputs = InputColours(scale, sigma, dtype="float32", name="input_colours")(
+        [net.input, net.output])
+    return keras.Model(net.input, outputs, name=net.name)
+
+
 MODELS = {
     "three_conv": three_conv,
     "edsr": edsr,
@@ -312,6 +367,8 @@ def receptive_radius(model):
         if isinstance(layer, keras.layers.Conv2D):
             kh, kw = layer.kernel_size
             radius += max(kh, kw) // 2
+        if isinstance(layer, InputColours):
+            radius += layer.radius
     return radius
 
 

@@ -18,13 +18,15 @@ def _suffix(fmt, quantize):
     return {"saved_model": "_sm", "tflite": f"_{quantize}.tflite", "onnx": ".onnx"}[fmt]
 
 
-@pytest.fixture(scope="module", params=["three_conv", "edsr"])
+@pytest.fixture(scope="module", params=["three_conv", "edsr", "edsr_input_colours"])
 def small(request):
     import keras
 
     keras.utils.set_random_seed(0)
-    options = {"widths": (16, 8)} if request.param == "three_conv" else {"blocks": 1, "width": 8}
-    return request.param, models.build_model(request.param, 4, **options)
+    if request.param == "three_conv":
+        return request.param, models.three_conv(4, widths=(16, 8))
+    net = models.edsr(4, blocks=1, width=8)
+    return request.param, (models.with_input_colours(net) if "colours" in request.param else net)
 
 
 @pytest.mark.parametrize("fmt,quantize,tolerance", FLOAT_FORMATS)
@@ -146,6 +148,32 @@ def test_a_h5_runs_by_its_own_onnx_export_beside_it(tmp_path, capsys):
     note = capsys.readouterr().err.strip()
     assert "\n" not in note and "was not exported from this net.h5" in note
     assert "--overwrite" in note and "TensorFlow" in note
+
+
+def test_input_colours_export_adds_the_stage_to_a_h5_and_refuses_twice(tmp_path, capsys):
+    import runtimes
+    from conftest import save_small_model
+
+    h5 = save_small_model(tmp_path)
+    fixed = str(tmp_path / "fixed.h5")
+    assert export.main([h5, "--format", "h5", "--input-colours", "1.5", "-o", fixed]) == 0
+    assert "input colours: the output's low frequencies" in capsys.readouterr().out
+    image = smooth_image(21, 17)
+    expected = models.with_input_colours(inference.load_model(h5), 1.5)
+    np.testing.assert_allclose(inference.super_resolve(inference.load_model(fixed), image),
+                               inference.super_resolve(expected, image), atol=1)
+    assert export.main([fixed, "--format", "h5", "--input-colours", "1.5", "-o",
+                        str(tmp_path / "twice.h5")]) == 2
+    assert "keeps its input's colours already" in one_line_error(capsys.readouterr().err)
+    # Exported straight from the plain .h5 with the stage, an ONNX file is not its twin.
+    onnx_path = str(tmp_path / "net.onnx")
+    assert export.main([h5, "--format", "onnx", "--input-colours", "1.5", "-o", onnx_path]) == 0
+    assert runtimes.onnx_export_of(h5)[0] is None
+    for flags, message in ((["--input-colours", "0"], "--input-colours must be above 0"),
+                           (["--format", "h5", "--quantize", "int8"], "--quantize applies")):
+        with pytest.raises(SystemExit):
+            export.parse_args(flags)
+        assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", inference.SHIPPED)

@@ -202,3 +202,37 @@ def test_the_unet_discriminator_judges_every_pixel_under_spectral_norm(tmp_path)
     path = str(tmp_path / "d.h5")
     critic.save(path)
     np.testing.assert_allclose(keras.models.load_model(path)(x), critic(x), atol=1e-6)
+
+
+def _nearest_upscaler(scale=4):
+    """A 'network' whose scale x scale block means are its input exactly."""
+    inputs = keras.Input(shape=(None, None, 3))
+    copies = keras.layers.Concatenate()([inputs] * scale * scale)
+    return keras.Model(inputs, models.DepthToSpace(scale)(copies))
+
+
+def test_input_colours_keep_the_inputs_low_frequencies_and_the_networks_detail(tmp_path):
+    rng = np.random.default_rng(0)
+    lr = rng.uniform(0.2, 0.8, size=(1, 23, 31, 3)).astype(np.float32)
+    consistent = models.with_input_colours(_nearest_upscaler())
+    np.testing.assert_allclose(consistent(lr), _nearest_upscaler()(lr), atol=1e-6)
+
+    keras.utils.set_random_seed(0)
+    net = models.edsr(4, blocks=1, width=8)
+    tinted = keras.Model(net.input, keras.layers.Lambda(
+        lambda x: x + np.float32([0.1, -0.05, 0.0]))(net.output))   # an off-colour network
+    fixed = models.with_input_colours(tinted)
+    assert not fixed.trainable_weights[len(net.trainable_weights):]   # the fix learns nothing
+    assert models.receptive_radius(fixed) == models.receptive_radius(net) + 6   # 3 sigma + 1
+    out, raw = np.asarray(fixed(lr)), np.asarray(tinted(lr))
+    means = lambda image: image.reshape(-1, 3).mean(axis=0)   # noqa: E731
+    np.testing.assert_allclose(means(out), means(lr), atol=2e-3)
+    assert np.abs(means(raw) - means(lr)).max() > 0.04
+    # What the fix adds is smooth: the network's detail passes unchanged.
+    added = out - raw
+    assert np.abs(np.diff(added, axis=1)).max() < 0.2 * np.abs(np.diff(raw, axis=1)).max()
+
+    path = str(tmp_path / "fixed.h5")
+    models.with_input_colours(net).save(path)
+    again = keras.models.load_model(path)
+    np.testing.assert_allclose(again(lr), models.with_input_colours(net)(lr), atol=1e-6)

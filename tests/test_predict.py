@@ -50,6 +50,18 @@ def test_tiled_equals_whole_image(net, height, width, tile):
     assert np.mean(whole8 != tiled8) < 1e-3
 
 
+@pytest.mark.parametrize("height,width,tile", [(37, 53, 16), (20, 31, 9)])
+def test_tiles_are_exact_for_a_model_that_keeps_its_input_colours(height, width, tile):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    fixed = models.with_input_colours(models.edsr(4, blocks=1, width=8))
+    lr = smooth_image(height, width, seed=height)
+    whole = inference.super_resolve(fixed, lr, tile=None, convert=lambda p: p)
+    tiled = inference.super_resolve(fixed, lr, tile=tile, convert=lambda p: p)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("height,width,tile", [(3000, 4000, 768), (37, 53, 16), (20, 31, 9)])
 def test_tiles_are_near_equal_and_no_larger_than_asked(height, width, tile):
     seen = []
@@ -397,7 +409,8 @@ def test_an_onnx_model_runs_without_importing_tensorflow(net, model_path, tmp_pa
 @pytest.fixture(scope="module")
 def blendable_models(tmp_path_factory):
     """Small three_conv models of one architecture (different weights), each .h5 with its
-    ONNX twin beside it, as the shipped edsr, edsr_real and edsr_real_gan are."""
+    ONNX twin beside it, as the shipped edsr, edsr_real and edsr_real_gan are; the last
+    keeps its input's colours, as the shipped edsr_real_gan does."""
     import keras
 
     import export
@@ -408,6 +421,8 @@ def blendable_models(tmp_path_factory):
     for seed, name in ((1, "edsr"), (2, "edsr_real"), (3, "edsr_real_gan")):
         keras.utils.set_random_seed(seed)
         net = models.three_conv(4, (8, 8))
+        if name == "edsr_real_gan":
+            net = models.with_input_colours(net)
         path = str(folder / f"{name}_x4.h5")
         net.save(path)
         export.export_model(net, str(folder / f"{name}_x4.onnx"), "onnx", source=path)
@@ -434,6 +449,25 @@ def test_a_blend_is_the_model_of_the_blended_weights(blendable_models, runtime):
         ends = inference.load_blend(a, b, weight, runtime)
         np.testing.assert_allclose(inference.super_resolve(ends, lr, convert=None),
                                    inference.super_resolve(model, lr, convert=None), atol=1e-5)
+
+
+@pytest.mark.parametrize("runtime", ["auto", "tensorflow"])
+def test_a_blend_with_a_model_that_keeps_its_input_colours_keeps_them(blendable_models,
+                                                                       runtime):
+    import inference
+
+    _, (_, b, c) = blendable_models
+    lr = np.random.default_rng(0).uniform(size=(9, 11, 3)).astype(np.float32)
+    plain, fixed = inference.load_model(b), inference.load_model(c)
+    plain.set_weights([0.4 * x + 0.6 * y
+                       for x, y in zip(plain.get_weights(), fixed.get_weights())])
+    expected = models.with_input_colours(plain)
+    for blend in (inference.load_blend(b, c, 0.6, runtime),
+                  inference.load_blend(c, b, 0.4, runtime)):
+        assert not isinstance(blend, runtimes.Exported)    # two graphs: Keras blends them
+        np.testing.assert_allclose(inference.super_resolve(blend, lr, convert=None),
+                                   inference.super_resolve(expected, lr, convert=None),
+                                   atol=1e-5)
 
 
 @pytest.mark.parametrize("knob, low, high", [("--denoise", "edsr", "edsr_real"),

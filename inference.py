@@ -33,15 +33,16 @@ def shipped_models():
     return [name for name in SHIPPED if os.path.exists(shipped_path(name))]
 
 
-# predict.py's default where it is shipped: on real photos (JPEG, noise, blur) it looks better
-# than edsr, which sharpens the artifacts (README, docs/figures/real_photos.png); evaluate.py
-# keeps the strongest bicubic-benchmark model.
-PHOTO_MODEL = "edsr_real"
+# predict.py's default, the first of these shipped: on real photos (JPEG, noise, blur)
+# edsr_real_gan looks better than edsr_real, which looks better than edsr, which sharpens the
+# artifacts (README, docs/figures/real_photos*.png); evaluate.py keeps the strongest
+# bicubic-benchmark model.
+PHOTO_MODELS = ("edsr_real_gan", "edsr_real")
 
 
 def photo_model():
-    """predict.py's default: PHOTO_MODEL if shipped, else the strongest shipped model."""
-    return PHOTO_MODEL if PHOTO_MODEL in shipped_models() else None
+    """predict.py's default: the first PHOTO_MODELS shipped, else None (the strongest)."""
+    return next((name for name in PHOTO_MODELS if name in shipped_models()), None)
 
 
 def resolve_model_path(model=None):

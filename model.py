@@ -290,43 +290,53 @@ def unet_discriminator(width=64, channels=3):
 
 @keras.saving.register_keras_serializable(package="sr")
 class InputColours(keras.layers.Layer):
-    """[LR, SR] -> SR with its low frequencies replaced by the LR input's: SR plus the
-    Gaussian-blurred (``sigma`` LR pixels) difference between LR and SR's scale x scale
-    block means, upsampled bilinearly.  A model trained on realistic degradations takes
-    some fine dark texture for noise and smooths it away, which moves an image's colour
-    means; this keeps the input's (the consistency with the input that StableSR's colour
-    fix enforces), leaving everything finer than the blur to the network.  Written as a
-    layer so every runtime and export computes it; the fixed kernel is a weight with one
-    ring of zeros, so each runtime's receptive radius (a sum of kernel half-widths) also
-    counts bilinear upsampling's reach of one pixel."""
+    """[LR, sub-pixel tensor] -> the sub-pixel tensor with the input's low frequencies.
+
+    Placed before a network's ``DepthToSpace``, it adds to the network's output the
+    Gaussian-blurred (``sigma`` LR pixels) difference between LR and the output's
+    scale x scale block means, upsampled bilinearly.  A model trained on realistic
+    degradations takes some fine dark texture for noise and smooths it away, which moves
+    an image's colour means; this keeps the input's (the consistency with the input that
+    StableSR's colour fix enforces), leaving everything finer than the blur to the network.
+    A layer, so every runtime and export computes it; on the LR grid throughout (block
+    means of the sub-pixel channels, bilinear x scale as a 3 x 3 convolution to them), so it
+    adds no pass over the output.  Its fixed kernels are non-trainable weights."""
 
     def __init__(self, scale, sigma=1.5, **kwargs):
         super().__init__(**kwargs)
         self.scale, self.sigma = int(scale), float(sigma)
-        self.radius = int(np.ceil(3 * self.sigma)) + 1
+        self.blur_radius = int(np.ceil(3 * self.sigma))
+        # As runtimes count it (a sum of kernel half-widths: two 1-D blurs and the 3 x 3
+        # upsampling); the true reach, blur_radius + 1, is smaller.
+        self.radius = 2 * self.blur_radius + 1
 
     def build(self, input_shape):
         channels = input_shape[0][-1]
-        offsets = np.arange(-self.radius + 1, self.radius) / self.sigma
-        taps = np.exp(-0.5 * offsets ** 2)
-        taps = np.pad(taps / taps.sum(), 1)
-        self.kernel = self.add_weight(
-            name="kernel", shape=(len(taps), len(taps), channels, 1), trainable=False,
-            initializer=keras.initializers.Constant(
-                np.repeat(np.outer(taps, taps)[:, :, None, None], channels, axis=2)))
+        taps = np.exp(-0.5 * (np.arange(-self.blur_radius, self.blur_radius + 1) /
+                              self.sigma) ** 2)
+        taps = np.repeat((taps / taps.sum())[:, None, None], channels + 1, axis=1)
+        upsample = bilinear_phases(self.scale, channels)
+        means = np.tile(np.eye(channels), (self.scale ** 2, 1)) / self.scale ** 2
+        fixed = {"block_means": means[None, None],
+                 "blur_rows": taps[:, None], "blur_columns": taps[None], "upsample": upsample}
+        for name, value in fixed.items():
+            setattr(self, name, self.add_weight(
+                name=name, shape=value.shape, trainable=False,
+                initializer=keras.initializers.Constant(value.astype(np.float32))))
 
     def call(self, inputs):
-        lr, sr = inputs
-        s = self.scale
-        offset = lr - tf.nn.avg_pool2d(sr, s, s, "VALID")
-        # Normalized by the blurred ones, so the zero padding does not fade the fix at
-        # the image's borders.
+        lr, phases = inputs
+        # Block means as a 1 x 1 convolution: runtimes keep their convolution layout through it.
+        offset = lr - tf.nn.conv2d(phases, self.block_means, 1, "VALID")
+        # Blurred with a channel of ones and divided by it, so the zero padding does not
+        # fade the fix at the image's borders.
         both = tf.concat([offset, tf.ones_like(offset[..., :1])], axis=-1)
-        kernel = tf.concat([self.kernel, self.kernel[:, :, :1]], axis=2)
-        blurred = tf.nn.depthwise_conv2d(both, kernel, [1, 1, 1, 1], "SAME")
-        low = blurred[..., :-1] / blurred[..., -1:]
-        size = tf.shape(lr)[1:3] * s
-        return sr + tf.image.resize(low, size, "bilinear")
+        for kernel in (self.blur_rows, self.blur_columns):
+            both = tf.nn.depthwise_conv2d(both, kernel, [1, 1, 1, 1], "SAME")
+        low = both[..., :-1] / both[..., -1:]
+        # Edge pixels repeated, as bilinear resizing clamps at the borders.
+        low = tf.pad(low, [[0, 0], [1, 1], [1, 1], [0, 0]], "SYMMETRIC")
+        return phases + tf.nn.conv2d(low, self.upsample, 1, "VALID")
 
     def compute_output_shape(self, input_shape):
         return input_shape[1]
@@ -335,11 +345,27 @@ class InputColours(keras.layers.Layer):
         return {**super().get_config(), "scale": self.scale, "sigma": self.sigma}
 
 
+def bilinear_phases(scale, channels):
+    """A 3 x 3 kernel from ``channels`` to the scale^2 * channels sub-pixel channels of
+    ``DepthToSpace`` that upsamples bilinearly (half-pixel centres, as ``tf.image.resize``)."""
+    kernel = np.zeros((3, 3, channels, scale * scale * channels))
+    offsets = (2 * np.arange(scale) + 1 - scale) / (2 * scale)     # of each output row
+    weights = [np.array([max(0, -d), 1 - abs(d), max(0, d)]) for d in offsets]
+    for a in range(scale):
+        for b in range(scale):
+            for c in range(channels):
+                kernel[:, :, c, (a * scale + b) * channels + c] = np.outer(weights[a],
+                                                                           weights[b])
+    return kernel
+
+
 def with_input_colours(net, sigma=1.5):
-    """``net`` followed by ``InputColours``: the same network weights, the input's colours."""
-    scale = next(layer.block_size for layer in net.layers if isinstance(layer, DepthToSpace))
-    outputs = InputColours(scale, sigma, dtype="float32", name="input_colours")(
-        [net.input, net.output])
+    """``net`` with ``InputColours`` before its ``DepthToSpace``: the same network weights,
+    the input's colours."""
+    shuffle = next(layer for layer in net.layers if isinstance(layer, DepthToSpace))
+    fixed = InputColours(shuffle.block_size, sigma, dtype="float32", name="input_colours")(
+        [net.input, shuffle.input])
+    outputs = DepthToSpace(shuffle.block_size, dtype="float32", name=shuffle.name)(fixed)
     return keras.Model(net.input, outputs, name=net.name)
 
 

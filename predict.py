@@ -33,9 +33,11 @@ def parse_args(argv=None):
         help="output file (one input) or folder (several inputs or a folder); "
              "default: NAME_x4.png beside each input")
     add("--model", default=None,
-        help="a model .h5 file, or a shipped model's name (edsr_real, edsr, three_conv, "
-             "three_conv_64x32: weights/NAME_x4.h5); default: edsr_real, trained for real "
-             "photos (JPEG, noise, blur); edsr is the sharper one for clean images")
+        help="a model .h5 file, or a shipped model's name (edsr_real_gan, edsr_real, edsr, "
+             "three_conv, three_conv_64x32: weights/NAME_x4.h5); default: edsr_real_gan, "
+             "trained for real photos (JPEG, noise, blur) with adversarial and perceptual "
+             "terms; edsr_real is the same without them (cleaner, softer), edsr the sharper "
+             "one for clean images")
     knobs = parser.add_mutually_exclusive_group()
     knobs.add_argument(
         "--denoise", type=float, default=None, metavar="S",

@@ -108,7 +108,7 @@ def load_saved_model(path):
     _check_input(path, list(spec.shape))
     output_name = next(iter(serve.structured_outputs))
     # Keras convolution kernels are (kh, kw, in, out) variables.
-    radius = sum(v.shape[0] // 2 for v in loaded.variables if v.shape.rank == 4)
+    radius = sum(max(v.shape[:2]) // 2 for v in loaded.variables if v.shape.rank == 4)
     forward = tf.function(lambda x: serve(**{name: x})[output_name])
 
     def run(image, loaded=loaded):  # holds ``loaded``: its variables die with it

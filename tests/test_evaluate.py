@@ -232,9 +232,10 @@ def test_gray_hr_with_an_rgb_lr_scores_both_upscales_on_luma(model_path, tmp_pat
 
 
 # No colour shift (issue 30): on B100, each output's per-channel means within 1.5 grey levels
-# of the bicubic upscale's; edsr_real, which smooths some textures away (B100's sparkling water
-# in 62096 brightens by 5), is held only to no tint: each channel's shift averaged over B100
-# within 1 grey level (trained on TensorFlow's fast-IDCT JPEG it was +2.1 in red and blue).
+# of the bicubic upscale's (edsr_real_gan keeps them by model.InputColours); edsr_real, which
+# smooths some textures away (B100's sparkling water in 62096 brightens by 5), is held only to
+# no tint: each channel's shift averaged over B100 within 1 grey level (trained on TensorFlow's
+# fast-IDCT JPEG it was +2.1 in red and blue).
 COLOUR_SHIFT_LIMIT = 1.5
 TINT_LIMIT = 1.0
 

@@ -376,6 +376,9 @@ def test_model_by_shipped_name_and_strongest_default(model_path, tmp_path, monke
     shutil.copy(model_path, tmp_path / "weights" / "edsr_real_x4.h5")
     assert predict.main([source, "-o", str(tmp_path / "w.png")]) == 0
     assert "model: edsr_real (" in capsys.readouterr().out
+    shutil.copy(model_path, tmp_path / "weights" / "edsr_real_gan_x4.h5")
+    assert predict.main([source, "-o", str(tmp_path / "v.png")]) == 0
+    assert "model: edsr_real_gan (" in capsys.readouterr().out
     assert inference.resolve_model_path(None) == inference.shipped_path("edsr")
 
 

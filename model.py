@@ -306,19 +306,20 @@ class InputColours(keras.layers.Layer):
         super().__init__(**kwargs)
         self.scale, self.sigma = int(scale), float(sigma)
         self.blur_radius = int(np.ceil(3 * self.sigma))
-        # As runtimes count it (a sum of kernel half-widths: two 1-D blurs and the 3 x 3
-        # upsampling); the true reach, blur_radius + 1, is smaller.
-        self.radius = 2 * self.blur_radius + 1
+        self.radius = self.blur_radius + 1       # the blur's, and the upsampling's one pixel
 
     def build(self, input_shape):
         channels = input_shape[0][-1]
         taps = np.exp(-0.5 * (np.arange(-self.blur_radius, self.blur_radius + 1) /
                               self.sigma) ** 2)
-        taps = np.repeat((taps / taps.sum())[:, None, None], channels + 1, axis=1)
+        taps = taps / taps.sum()
+        # One 2-D kernel, not two 1-D ones, so that each runtime's receptive radius (a sum
+        # of kernel half-widths) counts the blur once.
+        blur = np.repeat(np.outer(taps, taps)[:, :, None, None], channels + 1, axis=2)
         upsample = bilinear_phases(self.scale, channels)
         means = np.tile(np.eye(channels), (self.scale ** 2, 1)) / self.scale ** 2
         fixed = {"block_means": means[None, None],
-                 "blur_rows": taps[:, None], "blur_columns": taps[None], "upsample": upsample}
+                 "blur": blur, "upsample": upsample}
         for name, value in fixed.items():
             setattr(self, name, self.add_weight(
                 name=name, shape=value.shape, trainable=False,
@@ -331,8 +332,7 @@ class InputColours(keras.layers.Layer):
         # Blurred with a channel of ones and divided by it, so the zero padding does not
         # fade the fix at the image's borders.
         both = tf.concat([offset, tf.ones_like(offset[..., :1])], axis=-1)
-        for kernel in (self.blur_rows, self.blur_columns):
-            both = tf.nn.depthwise_conv2d(both, kernel, [1, 1, 1, 1], "SAME")
+        both = tf.nn.depthwise_conv2d(both, self.blur, [1, 1, 1, 1], "SAME")
         low = both[..., :-1] / both[..., -1:]
         # Edge pixels repeated, as bilinear resizing clamps at the borders.
         low = tf.pad(low, [[0, 0], [1, 1], [1, 1], [0, 0]], "SYMMETRIC")

@@ -52,7 +52,8 @@ def parse_args(argv=None):
     add("--tile", type=int, default=None,
         help="LR tile side in pixels (bounds memory; the result does not depend on it); "
              "0 runs the whole image at once; default: 512, or 28 receptive radii for deep "
-             "models (768 for the shipped edsr, 12x32), whose overlap would otherwise cost "
+             "models (768 for the shipped edsr and edsr_real, 960 for edsr_real_gan, whose "
+             "colour stage reaches 6 pixels further), whose overlap would otherwise cost "
              "more; tiles are split evenly")
     add("--overwrite", action="store_true", help="replace existing output files")
     add("--skip-existing", action="store_true",

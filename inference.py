@@ -131,20 +131,22 @@ def load_blend(path_a, path_b, weight, runtime="tensorflow"):
     a, b = load_model(path_a), load_model(path_b)
     base, other = (b, a) if len(b.layers) > len(a.layers) else (a, b)
     share = weight if base is a else 1 - weight     # the other model's share
+    not_one = ModelError(f"{path_a} and {path_b} are not one architecture; they cannot be "
+                         "blended")
     theirs = {layer.name: layer for layer in other.layers if layer.weights}
     for layer in base.layers:
         match = theirs.pop(layer.name, None)
-        if match is None and not layer.trainable_weights:
+        if match is None:
+            if layer.trainable_weights:
+                raise not_one
             continue    # weightless, or a fixed stage only ``base`` has
-        if match is None or type(match) is not type(layer) or \
+        if type(match) is not type(layer) or \
                 [w.shape for w in match.weights] != [w.shape for w in layer.weights]:
-            theirs[layer.name] = layer
-            break
+            raise not_one
         layer.set_weights([(1 - share) * x + share * y
                            for x, y in zip(layer.get_weights(), match.get_weights())])
     if theirs:
-        raise ModelError(f"{path_a} and {path_b} are not one architecture; they cannot be "
-                         "blended")
+        raise not_one
     return base
 
 

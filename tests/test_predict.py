@@ -473,6 +473,17 @@ def test_a_blend_with_a_model_that_keeps_its_input_colours_keeps_them(blendable_
                                    atol=1e-5)
 
 
+def test_models_of_two_architectures_are_not_blended(blendable_models, tmp_path):
+    import inference
+
+    _, (a, _, _) = blendable_models
+    other = str(tmp_path / "wider.h5")
+    models.three_conv(4, (16, 8)).save(other)
+    for runtime in ("auto", "tensorflow"):
+        with pytest.raises(inference.ModelError, match="not one architecture"):
+            inference.load_blend(a, other, 0.5, runtime)
+
+
 @pytest.mark.parametrize("knob, low, high", [("--denoise", "edsr", "edsr_real"),
                                              ("--detail", "edsr_real", "edsr_real_gan")])
 def test_a_blend_knob_blends_its_shipped_pair_and_says_so(blendable_models, knob, low, high,

@@ -58,6 +58,13 @@ def resolve_model_path(model=None):
         return model
     if model in shipped:
         return shipped_path(model)
+    import ncnn_weights
+
+    if model in ncnn_weights.PUBLISHED:
+        try:
+            return ncnn_weights.converted_path(model)
+        except ncnn_weights.NcnnError as error:
+            raise ModelError(f"--model {model}: {error}") from None
     names = f"shipped models: {', '.join(shipped)}" if shipped else "no model is shipped"
     raise ModelError(f"--model {model}: no such file, and not a shipped model's name "
                      f"({names}); {TRAIN_HINT}")
@@ -73,10 +80,15 @@ RUNTIME_HELP = ("auto: a .h5 model with its own ONNX export beside it (NAME.onnx
 def describe(path, net=None):
     """How the CLIs name the model they use: the shipped name, else the path; and
     the ONNX export that runs it, if one does, or bfloat16 if it computes in it."""
+    import ncnn_weights
+
     label = path
     for name in SHIPPED:
         if os.path.abspath(path) == os.path.abspath(shipped_path(name)):
             label = f"{name} ({os.path.relpath(path)})"
+    for name in ncnn_weights.PUBLISHED:
+        if os.path.abspath(path) == os.path.abspath(ncnn_weights.cached_path(name)):
+            label = f"{name} (Real-ESRGAN's published weights, converted to {path})"
     if isinstance(net, runtimes.Exported) and os.path.abspath(net.path) != os.path.abspath(path):
         label += f", run by ONNX Runtime from {os.path.relpath(net.path)}"
     elif net is not None and not isinstance(net, runtimes.Exported) and any(

@@ -32,6 +32,29 @@ class DepthToSpace(keras.layers.Layer):
         return {**super().get_config(), "block_size": self.block_size}
 
 
+@keras.saving.register_keras_serializable(package="sr")
+class NearestUpsampling(keras.layers.Layer):
+    """Nearest-neighbour upsampling as depth-to-space of the channels repeated: the same
+    pixels as ``UpSampling2D``, but a layout every runtime converts with its channel count
+    known (LiteRT's converter loses it through UpSampling2D's reshape)."""
+
+    def __init__(self, size, **kwargs):
+        super().__init__(**kwargs)
+        self.size = int(size)
+
+    def call(self, inputs):
+        return tf.nn.depth_to_space(tf.tile(inputs, [1, 1, 1, self.size * self.size]),
+                                    self.size)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        s = self.size
+        return (n, None if h is None else h * s, None if w is None else w * s, c)
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}
+
+
 # Fixed 3x3 edge masks of ECBSR's branches (Zhang et al., ACM MM 2021).
 EDGE_MASKS = {
     "sobel_x": ((1, 0, -1), (2, 0, -2), (1, 0, -1)),
@@ -241,6 +264,71 @@ def edsr(scale=4, blocks=8, width=32, channels=3, kernel_initializer="glorot_uni
     return keras.Model(inputs, outputs, name=f"edsr_{blocks}x{width}_x{scale}")
 
 
+def rrdbnet(scale=4, blocks=23, features=64, growth=32, channels=3,
+            kernel_initializer="glorot_uniform"):
+    """ESRGAN's and Real-ESRGAN's generator (Wang et al., 2018 and 2021; BasicSR's RRDBNet):
+    a head conv, ``blocks`` residual-in-residual dense blocks (three dense blocks of five 3x3
+    convolutions, ``growth`` channels each, LeakyReLU 0.2, residuals scaled by 0.2), a body
+    conv and a global skip in LR space; then nearest x2 and a conv, log2(scale) times, and two
+    convs at full size.  Real-ESRGAN x4plus is 23 blocks of 64 features, growth 32."""
+    stages = int(round(np.log2(scale)))
+    if scale < 2 or 2 ** stages != scale:
+        raise ValueError(f"rrdbnet upscales by powers of 2, not {scale}")
+
+    def conv(filters, name, leaky=False):
+        return keras.layers.Conv2D(filters, 3, padding="same", name=name,
+                                   activation=keras.layers.LeakyReLU(0.2) if leaky else None,
+                                   kernel_initializer=kernel_initializer)
+
+    def scaled_residual(x, skip, name):
+        return keras.layers.Add(name=name)([keras.layers.Rescaling(0.2)(x), skip])
+
+    inputs = keras.Input(shape=(None, None, channels), name="lr")
+    head = conv(features, "conv_first")(inputs)
+    x = head
+    for b in range(1, blocks + 1):
+        block_in = x
+        for r in range(1, 4):
+            dense = [x]
+            for k in range(1, 5):
+                joined = dense[0] if k == 1 else keras.layers.Concatenate()(dense)
+                dense.append(conv(growth, f"rrdb{b}_rdb{r}_conv{k}", leaky=True)(joined))
+            y = conv(features, f"rrdb{b}_rdb{r}_conv5")(keras.layers.Concatenate()(dense))
+            x = scaled_residual(y, x, f"rrdb{b}_rdb{r}_add")
+        x = scaled_residual(x, block_in, f"rrdb{b}_add")
+    x = keras.layers.Add(name="global_skip")([head, conv(features, "conv_body")(x)])
+    for i in range(1, stages + 1):
+        x = NearestUpsampling(2, name=f"up{i}")(x)
+        x = conv(features, f"conv_up{i}", leaky=True)(x)
+    x = conv(features, "conv_hr", leaky=True)(x)
+    outputs = keras.layers.Conv2D(channels, 3, padding="same", dtype="float32",
+                                  kernel_initializer=kernel_initializer, name="conv_last")(x)
+    return keras.Model(inputs, outputs, name=f"rrdbnet_{blocks}x{features}g{growth}_x{scale}")
+
+
+def srvgg(scale=4, convs=16, features=64, channels=3, kernel_initializer="glorot_uniform"):
+    """Real-ESRGAN's compact network (SRVGGNetCompact): a conv and ``convs`` more, each
+    followed by a per-channel PReLU, all at ``features`` channels in LR space; a conv to
+    channels*scale^2, depth-to-space, plus the input upsampled by nearest neighbour."""
+    def conv(filters, name):
+        return keras.layers.Conv2D(filters, 3, padding="same", name=name,
+                                   kernel_initializer=kernel_initializer)
+
+    def prelu(name):
+        return keras.layers.PReLU(keras.initializers.Constant(0.25), shared_axes=[1, 2],
+                                  name=name)
+
+    inputs = keras.Input(shape=(None, None, channels), name="lr")
+    x = inputs
+    for i in range(convs + 1):
+        x = prelu(f"prelu{i}")(conv(features, f"conv{i}")(x))
+    x = conv(channels * scale * scale, "conv_last")(x)
+    x = DepthToSpace(scale, dtype="float32", name="depth_to_space")(x)
+    base = NearestUpsampling(scale, dtype="float32", name="nearest")(inputs)
+    outputs = keras.layers.Add(dtype="float32", name="add_nearest")([x, base])
+    return keras.Model(inputs, outputs, name=f"srvgg_{convs}x{features}_x{scale}")
+
+
 def edsr_blocks(net):
     """How many residual blocks an edsr model has (0 for other models)."""
     return sum(1 for layer in net.layers
@@ -372,6 +460,15 @@ def with_input_colours(net, sigma=1.5):
 MODELS = {
     "three_conv": three_conv,
     "edsr": edsr,
+    "rrdbnet": rrdbnet,
+    "srvgg": srvgg,
+}
+# Each builder's options and the training settings (settings.py) that give them.
+MODEL_SETTINGS = {
+    "three_conv": {"widths": "widths", "expand": "expand", "branches": "branches"},
+    "edsr": {"blocks": "blocks", "width": "features"},
+    "rrdbnet": {"blocks": "blocks", "features": "features", "growth": "growth"},
+    "srvgg": {"convs": "convs", "features": "features"},
 }
 DISCRIMINATORS = {
     "unet": unet_discriminator,
@@ -399,13 +496,14 @@ def receptive_radius(model):
 
 
 def multiply_adds_per_output_pixel(model):
-    """Multiply-adds per HR output pixel (convolution weights only)."""
-    scale = None
-    per_lr_pixel = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            kh, kw = layer.kernel_size
-            per_lr_pixel += kh * kw * layer.input.shape[-1] * layer.filters
-        if isinstance(layer, DepthToSpace):
-            scale = layer.block_size
-    return per_lr_pixel / (scale * scale)
+    """Multiply-adds per HR output pixel (convolution weights only), each convolution
+    counted at the size it runs at (LR, or after an upsampling)."""
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    probe = keras.Model(model.input, [model.output] + [layer.output for layer in convs])
+    side = 8
+    outputs = probe(np.zeros((1, side, side, model.input.shape[-1]), np.float32))
+    total = 0
+    for layer, out in zip(convs, outputs[1:]):
+        kh, kw = layer.kernel_size
+        total += kh * kw * layer.input.shape[-1] * layer.filters * out.shape[1] * out.shape[2]
+    return total / (outputs[0].shape[1] * outputs[0].shape[2])

@@ -18,13 +18,18 @@ def _suffix(fmt, quantize):
     return {"saved_model": "_sm", "tflite": f"_{quantize}.tflite", "onnx": ".onnx"}[fmt]
 
 
-@pytest.fixture(scope="module", params=["three_conv", "edsr", "edsr_input_colours"])
+@pytest.fixture(scope="module", params=["three_conv", "edsr", "edsr_input_colours", "rrdbnet",
+                                        "srvgg"])
 def small(request):
     import keras
 
     keras.utils.set_random_seed(0)
     if request.param == "three_conv":
         return request.param, models.three_conv(4, widths=(16, 8))
+    if request.param == "rrdbnet":
+        return request.param, models.rrdbnet(4, blocks=1, features=8, growth=4)
+    if request.param == "srvgg":
+        return request.param, models.srvgg(4, convs=2, features=8)
     net = models.edsr(4, blocks=1, width=8)
     return request.param, (models.with_input_colours(net) if "colours" in request.param else net)
 

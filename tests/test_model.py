@@ -236,3 +236,49 @@ def test_input_colours_keep_the_inputs_low_frequencies_and_the_networks_detail(t
     models.with_input_colours(net).save(path)
     again = keras.models.load_model(path)
     np.testing.assert_allclose(again(lr), models.with_input_colours(net)(lr), atol=1e-6)
+
+
+def _tiny(name):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    return {"rrdbnet": lambda: models.rrdbnet(4, blocks=2, features=8, growth=4),
+            "srvgg": lambda: models.srvgg(4, convs=3, features=8)}[name]()
+
+
+def test_rrdbnet_is_real_esrgans_generator_at_its_published_size():
+    net = models.build_model("rrdbnet", 4, blocks=23, features=64, growth=32)
+    assert net.count_params() == 16_697_987            # RRDBNet_x4plus in BasicSR
+    dense = [layer for layer in net.layers if layer.name.startswith("rrdb1_rdb1_conv")]
+    assert [(layer.input.shape[-1], layer.filters) for layer in dense] == [
+        (64, 32), (96, 32), (128, 32), (160, 32), (192, 64)]
+    # 347 convolutions in LR space, then two x2 stages: about 1.1M per output pixel.
+    assert round(models.multiply_adds_per_output_pixel(net)) == 1_120_428
+    with pytest.raises(ValueError, match="powers of 2"):
+        models.rrdbnet(3, blocks=1)
+
+
+def test_srvgg_is_real_esrgans_compact_network():
+    net = models.build_model("srvgg", 4, convs=16, features=64)
+    assert net.count_params() == 621_424               # SRVGGNetCompact(num_conv=16)
+    assert round(models.multiply_adds_per_output_pixel(net)) == (
+        3 * 3 * 3 * 64 + 16 * 3 * 3 * 64 * 64 + 3 * 3 * 64 * 48) / 16
+
+
+@pytest.mark.parametrize("name", ["rrdbnet", "srvgg"])
+def test_real_esrgan_generators_upscale_any_size_and_round_trip(name, tmp_path):
+    net = _tiny(name)
+    lr = np.random.default_rng(1).uniform(size=(1, 7, 10, 3)).astype(np.float32)
+    out = np.asarray(net(lr))
+    assert out.shape == (1, 28, 40, 3)
+    net.save(tmp_path / "net.h5")
+    loaded = keras.models.load_model(tmp_path / "net.h5")
+    np.testing.assert_array_equal(np.asarray(loaded(lr)), out)
+
+
+def test_srvgg_adds_the_nearest_neighbour_upscaled_input():
+    net = _tiny("srvgg")
+    last = net.get_layer("conv_last")
+    last.set_weights([np.zeros_like(w) for w in last.get_weights()])
+    lr = np.random.default_rng(2).uniform(size=(1, 5, 6, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(net(lr))[0], lr[0].repeat(4, 0).repeat(4, 1))

@@ -50,6 +50,20 @@ def test_tiled_equals_whole_image(net, height, width, tile):
     assert np.mean(whole8 != tiled8) < 1e-3
 
 
+@pytest.mark.parametrize("name", ["rrdbnet", "srvgg"])
+def test_tiles_are_exact_for_real_esrgans_generators(name):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    net = {"rrdbnet": lambda: models.rrdbnet(4, blocks=1, features=8, growth=4),
+           "srvgg": lambda: models.srvgg(4, convs=3, features=8)}[name]()
+    lr = smooth_image(45, 38, seed=5)
+    whole = inference.super_resolve(net, lr, tile=None, convert=lambda p: p)
+    tiled = inference.super_resolve(net, lr, tile=12, convert=lambda p: p)
+    assert inference.tile_count(lr.shape, 12) == 16
+    np.testing.assert_allclose(tiled, whole, atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("height,width,tile", [(37, 53, 16), (20, 31, 9)])
 def test_tiles_are_exact_for_a_model_that_keeps_its_input_colours(height, width, tile):
     import keras

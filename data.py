@@ -169,6 +169,41 @@ def pair_dataset(data, split="train", scale=4, holdout=True, tfds_data_dir=None,
     return _file_pairs_dataset(files.pairs, scale)
 
 
+# Every 20th pair of a teacher cache is held out for validation: the split stays fixed while
+# the cache grows.  Pairs lose a border of LR pixels, where a teacher's output depends on how
+# its runtime pads (and tiles) the crop rather than on the image.
+TEACHER_VALIDATION_EVERY = 20
+TEACHER_MARGIN = 8
+
+
+def teacher_pair_dataset(folder, split="train", scale=4, shard=None):
+    """A teacher cache's pairs (teacher_cache.py) as {"name", "hr", "lr", "gray"}, the
+    teacher's output standing as "hr": what every term of the loss compares with."""
+    import teacher_cache
+
+    every = TEACHER_VALIDATION_EVERY
+    indices = [i for i in teacher_cache.pair_indices(folder)
+               if (i % every == 0) == (split == "validation")]
+    if shard:
+        indices = indices[shard[1]::shard[0]]
+    m = TEACHER_MARGIN
+
+    def pairs():
+        for index in indices:
+            with np.load(teacher_cache.pair_path(folder, index)) as pair:
+                lr, target = pair["lr"], pair["teacher"]
+            if lr.shape[0] * scale != target.shape[0] or lr.shape[1] * scale != target.shape[1]:
+                raise DataError(f"{teacher_cache.pair_path(folder, index)}: the teacher's "
+                                f"output is not x{scale} its LR")
+            yield (f"{index:06d}", target[m * scale:-m * scale, m * scale:-m * scale],
+                   lr[m:-m, m:-m])
+
+    spec = tf.TensorSpec([None, None, 3], tf.uint8)
+    return tf.data.Dataset.from_generator(
+        pairs, output_signature=(tf.TensorSpec([], tf.string), spec, spec)).map(
+        lambda name, hr, lr: {"name": name, "hr": hr, "lr": lr, "gray": tf.constant(False)})
+
+
 def rescaled_pairs(pairs, factors, scale=4):
     """Each pair once per factor: HR downscaled by the factor (MATLAB-style bicubic,
     antialiased), modcropped, with its LR made from it as for any HR image; factor 1

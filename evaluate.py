@@ -31,7 +31,8 @@ def parse_args(argv=None):
     add = parser.add_argument
     add("--model", default=None,
         help="a model .h5 file, or a shipped model's name (edsr, three_conv, "
-             "three_conv_64x32: weights/NAME_x4.h5); default: the strongest shipped one")
+             "three_conv_64x32: weights/NAME_x4.h5; realesrgan_x4plus, realesr_animevideov3: "
+             "Real-ESRGAN's published weights); default: the strongest shipped one")
     add("--data", nargs="+", required=True,
         help="one or more sources: a benchmark folder (HR/ + LR_bicubic_X4/), a folder of HR "
              "images (LR made by MATLAB-style bicubic), a local DIV2K root or 'div2k' "

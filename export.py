@@ -31,7 +31,8 @@ def parse_args(argv=None):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add = parser.add_argument
     add("model", nargs="?", default=None,
-        help="a model .h5 file or a shipped model's name (edsr, three_conv, three_conv_64x32); "
+        help="a model .h5 file or a shipped model's name (edsr, three_conv, three_conv_64x32, "
+             "realesrgan_x4plus, realesr_animevideov3); "
              "default: the strongest shipped one")
     add("--format", choices=FORMATS, default="saved_model", help="what to export to")
     add("--quantize", choices=QUANTIZATIONS, default="none",

@@ -28,28 +28,6 @@ def pixel(name="mse", chroma_weight=None):
     return loss
 
 
-def distillation(loss, teacher, weight):
-    """(1 - weight) x ``loss`` to HR + weight x ``loss`` to a frozen teacher's output on
-    the same LR patch."""
-    def distilled(lr, hr, sr):
-        soft = tf.stop_gradient(tf.cast(teacher(lr, training=False), tf.float32))
-        return (1.0 - weight) * loss(lr, hr, sr) + weight * loss(lr, soft, sr)
-
-    return distilled
-
-
-def load_teacher(path, scale):
-    """A --teacher model, frozen; ValueError unless it upscales by ``scale``."""
-    import inference
-
-    teacher = inference.load_model(path)
-    if inference.model_scale(teacher) != scale:
-        raise ValueError(f"--teacher {path} upscales x{inference.model_scale(teacher)}, "
-                         f"not x{scale}")
-    teacher.trainable = False
-    return teacher
-
-
 def _gaussian(size):
     """A normalized 1-D Gaussian of odd ``size`` taps, with OpenCV's sigma for that size."""
     sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
@@ -255,7 +233,6 @@ def generator_terms(args, discriminator=None, features=None):
     return loss, discriminator_loss
 
 
-def from_settings(args, teacher=None):
+def from_settings(args):
     """The pixel model's training loss that train.py's settings describe."""
-    loss = pixel(args.loss, args.chroma_weight)
-    return distillation(loss, teacher, args.teacher_weight) if teacher is not None else loss
+    return pixel(args.loss, args.chroma_weight)

@@ -16,6 +16,7 @@ that is never part of the repository.
 import dataclasses
 import importlib.util
 import os
+import sys
 
 import numpy as np
 
@@ -232,6 +233,10 @@ def converted_path(name):
     for needed in (param, weights):
         if not os.path.exists(needed):
             raise NcnnError(f"{needed}: missing from the installed {PACKAGE}")
+    import tfquiet
+
+    tfquiet.import_tensorflow()
+    print(f"note: converting {name} from {folder} into {path} (once)", file=sys.stderr)
     net = to_keras(read_model(param, weights))
     with atomic_path(path) as tmp:
         net.save(tmp)

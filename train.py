@@ -44,6 +44,8 @@ def build_datasets(args):
 
     degradation = degradations.settings_from(args.realesrgan) \
         if args.degradation == "realesrgan" else None
+    if args.teacher:
+        return teacher_datasets(args)
     if args.data == "div2k":
         data.check_tfds_available(args.scale, args.tfds_dir)  # fail in seconds, not minutes
     if args.cache:
@@ -97,6 +99,45 @@ def build_datasets(args):
     return training_batches, val.apply(tf.data.experimental.assert_cardinality(batches))
 
 
+def teacher_datasets(args):
+    """build_datasets for --teacher: its cache's pairs, topped up to --teacher-pairs."""
+    import data
+    import teacher_cache
+
+    folder = args.teacher_cache or teacher_cache.default_folder(args.teacher)
+    have = len(teacher_cache.pair_indices(folder))
+    if have < args.teacher_pairs:
+        print(f"making up to {args.teacher_pairs - have} teacher pairs in {folder} "
+              "(python teacher_cache.py makes thousands in the background)", flush=True)
+        try:
+            teacher_cache.fill(folder, args.teacher, args.teacher_pairs,
+                               progress=lambda line: print(line, flush=True))
+        except teacher_cache.CacheError as error:
+            raise data.DataError(f"--teacher {args.teacher}: {error}") from None
+    print(f"teacher pairs: {len(teacher_cache.pair_indices(folder))} in {folder}")
+    val = data.validation_dataset(data.teacher_pair_dataset(folder, "validation", args.scale),
+                                  args.val_patch_size, args.scale, args.val_crops,
+                                  args.batch_size)
+    batches = sum(1 for _ in val)
+    if not batches:
+        raise data.DataError(f"{folder}: no validation pair is at least {args.val_patch_size} "
+                             "px on each side; lower --val-patch-size")
+    import tensorflow as tf
+
+    import runfolder
+
+    def training_batches(context):
+        count, index = context.num_input_pipelines, context.input_pipeline_id
+        pairs = data.teacher_pair_dataset(folder, "train", args.scale,
+                                          shard=(count, index) if count > 1 else None)
+        seed = args.seed + 1000 * runfolder.committed(args.out, args.resume)[0] + 7919 * index
+        return data.training_dataset(pairs, args.patch_size, args.scale,
+                                     context.get_per_replica_batch_size(args.batch_size),
+                                     args.patches_per_image, cache=args.cache, seed=seed)
+
+    return training_batches, val.apply(tf.data.experimental.assert_cardinality(batches))
+
+
 def compile_model(args):
     import keras
 
@@ -104,10 +145,9 @@ def compile_model(args):
 
     keras.utils.set_random_seed(args.seed)
     options = {"kernel_initializer": args.kernel_initializer}
-    if args.model == "three_conv":
-        options.update(widths=tuple(args.widths), expand=args.expand, branches=args.branches)
-    elif args.model == "edsr":
-        options.update(blocks=args.blocks, width=args.features)
+    for option, setting in models.MODEL_SETTINGS.get(args.model, {}).items():
+        value = getattr(args, setting)
+        options[option] = tuple(value) if isinstance(value, list) else value
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if args.bfloat16 else "float32")
     try:
         net = models.build_model(args.model, args.scale, **options)
@@ -141,12 +181,12 @@ def compile_discriminator(args):
     return critic
 
 
-def training_loss(args, teacher, critic):
+def training_loss(args, critic):
     """(the generator's loss, the discriminator's or None) of the settings."""
     import losses
 
     if not (args.adversarial_weight or args.perceptual_weight):
-        return losses.from_settings(args, teacher), None
+        return losses.from_settings(args), None
     features = None
     if args.perceptual_weight:
         features = losses.vgg_features(
@@ -178,9 +218,8 @@ def train(args):
     with strategy.scope():
         net = compile_model(args)
         net.optimizer.build(net.trainable_variables)
-        teacher = losses.load_teacher(args.teacher, args.scale) if args.teacher else None
         critic = compile_discriminator(args)
-        loss, critic_loss = training_loss(args, teacher, critic)
+        loss, critic_loss = training_loss(args, critic)
     if args.init_from and not runfolder.committed(args.out, args.resume)[1]:
         start_from(net, args.init_from)   # resuming loads the run's own state instead
     lock = runfolder.lock(args.out) if chief else None

@@ -140,7 +140,7 @@ def test_help_lists_every_command_line_setting_in_its_group(capsys):
     for s in settings.TRAINING:
         assert (s.flag in text) == s.cli, s.name
     body = text[text.index("options:"):]
-    assert body.index("--teacher") > body.index("experimental") > body.index("--lr")
+    assert body.index("--expand") > body.index("experimental") > body.index("--lr")
 
 
 def test_a_run_folder_of_the_previous_train_py_still_resumes(tmp_path, capsys):
@@ -187,8 +187,8 @@ def test_stop_after_ends_a_longer_schedule_early(tmp_path):
      "--perceptual-layers must be 5 weights"),
     (["--adversarial-weight", "0.1", "--val-patch-size", "192", "--ema", "1"],
      "--ema must be at least 0, below 1"),
-    (["--perceptual-weight", "1", "--val-patch-size", "192", "--teacher", "edsr"],
-     "--teacher does not combine"),
+    (["--teacher", "edsr", "--degradation", "realesrgan"],
+     "--teacher trains and validates on its cache's degraded pairs"),
     (["--adversarial-loss", "wgan"], "--adversarial-loss must be one of vanilla, relativistic"),
 ])
 def test_gan_settings_are_checked_before_anything_runs(flags, message, capsys):

@@ -104,14 +104,21 @@ def score_input(net, lr, scale):
             "model_niqe": niqe_or_nan(sr)}, sr
 
 
-def input_images(source, limit=None):
-    """(name, uint8 RGB) of every image in a folder of model inputs (recursive)."""
+def input_images(source, limit=None, scale=4):
+    """(name, uint8 RGB) of every image in a folder of model inputs (recursive), less the
+    earlier results of predict.py in it (images.earlier_results), named in a note."""
     import images
     import sources
 
     if not os.path.isdir(source):
         raise sources.DataError(f"--data {source!r}: no such folder")
-    paths = images.list_images(source, recursive=True)[:limit]
+    paths, ours = images.earlier_results(images.list_images(source, recursive=True), scale)
+    if ours:
+        names = [os.path.relpath(p, source) for p in ours]
+        print(f"note: {source}: left out {len(ours)} earlier result(s) of predict.py, each "
+              f"beside its input ({', '.join(names[:3])}{' ...' if len(names) > 3 else ''})",
+              file=sys.stderr)
+    paths = paths[:limit]
     if not paths:
         raise sources.DataError(f"no images found in {source}")
     sources.check_images(paths)
@@ -155,17 +162,20 @@ def evaluate_source(net, source, scale, limit=None, with_rgb=False, save_dir=Non
 
     set_name = sources.source_name(source)
     rows = []
-    pairs, count = input_images(source, limit) if no_reference else \
+    pairs, count = input_images(source, limit, scale) if no_reference else \
         source_pairs(source, scale, limit, tfds_dir)
     # disable=None: a bar on a terminal, nothing in a log (the table is printed at the end).
     for item in tqdm(pairs, desc=set_name, unit="img", total=count, leave=False,
                      disable=None):
         name = item["name"].decode() if isinstance(item["name"], bytes) else item["name"]
-        if no_reference:
-            row, sr = score_input(net, item["lr"], scale)
-        else:
-            row, sr = score_image(net, item["hr"], item["lr"], scale, bool(item["gray"]),
-                                  with_rgb, with_niqe)
+        try:
+            if no_reference:
+                row, sr = score_input(net, item["lr"], scale)
+            else:
+                row, sr = score_image(net, item["hr"], item["lr"], scale, bool(item["gray"]),
+                                      with_rgb, with_niqe)
+        except ValueError as error:    # e.g. an image too small for SSIM's window
+            raise sources.DataError(f"{os.path.join(source, name)}: {error}") from None
         rows.append({"set": set_name, "name": name, **row})
         if save_dir:
             write_png(os.path.join(save_dir, set_name, f"{name}.png"), sr)
@@ -263,6 +273,9 @@ def evaluate(args):
     net = inference.load_model(model_path, bfloat16=args.bfloat16, runtime=args.runtime)
     print(f"model: {inference.describe(model_path, net)}")
     scale = inference.model_scale(net)
+    if scale < 2:
+        raise inference.ModelError(f"{model_path} does not upscale (its output is x{scale} its "
+                                   "input); evaluate.py scores x2 and larger models")
     results = {}
     for source in args.data:
         set_name, rows = evaluate_source(net, source, scale, args.limit, args.rgb,

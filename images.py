@@ -52,6 +52,24 @@ def list_images(folder, recursive=False):
     return found
 
 
+def earlier_results(paths, scale):
+    """Split image files into (inputs, earlier results of predict.py): a file counts as our
+    result only when it is one, its name an input's stem plus our suffix (``_x{scale}``,
+    ``_x{scale}_compare`` or ``_compare``, PNG) with that input beside it.  Any other name,
+    ``holiday_x2.png`` or a camera pair's ``Canon_10_x1.png``, is a user's image."""
+    stems = {}
+    for path in paths:
+        folder, name = os.path.split(path)
+        stems.setdefault(folder, set()).add(os.path.splitext(name)[0])
+    suffixes = (f"_x{scale}.png", f"_x{scale}_compare.png", "_compare.png")
+    inputs, ours = [], []
+    for path in paths:
+        folder, name = os.path.split(path)
+        is_ours = any(name.endswith(s) and name[:-len(s)] in stems[folder] for s in suffixes)
+        (ours if is_ours else inputs).append(path)
+    return inputs, ours
+
+
 def image_size(path, verify=False):
     """(width, height) from the file's header, before any decoding (so a huge image can
     be refused first); ``verify`` also checks the file's structure (PNG: every chunk's

@@ -11,7 +11,6 @@ follow the input (see images.py and the README).
 
 import argparse
 import os
-import re
 import sys
 
 import numpy as np
@@ -89,35 +88,38 @@ class UsageError(Exception):
     pass
 
 
-# Our own outputs (NAME_x4.png, NAME_x4_compare.png, -o NAME.png's NAME_compare.png):
-# skipped when a folder is expanded, so running predict.py twice on a folder does not
-# upscale its results.
-OWN_OUTPUT = re.compile(r"(_x\d+|_compare)\.png$")
-
-
-def expand_inputs(inputs):
-    """Files as given, folders as their image files (sorted, not recursive)."""
-    from images import IMAGE_EXTENSIONS, list_images
+def expand_inputs(inputs, scale):
+    """Files as given, folders as their image files (sorted, not recursive) less the
+    earlier results of predict.py in them (images.earlier_results), named in a note."""
+    from images import IMAGE_EXTENSIONS, earlier_results, list_images
 
     files = []
     for item in inputs:
         if os.path.isdir(item):
-            found = [f for f in list_images(item) if not OWN_OUTPUT.search(f)]
+            found, ours = earlier_results(list_images(item), scale)
             others = sorted(f for f in os.listdir(item) if not f.startswith(".")
                             and os.path.isfile(os.path.join(item, f))
                             and not f.lower().endswith(IMAGE_EXTENSIONS))
             if others:
-                shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more"
-                                                 if len(others) > 3 else "")
                 print(f"note: {item}: skipped {len(others)} file(s) that are not images "
-                      f"predict.py reads ({shown}); it reads {', '.join(IMAGE_EXTENSIONS)}",
+                      f"predict.py reads ({_some(others)}); it reads "
+                      f"{', '.join(IMAGE_EXTENSIONS)}", file=sys.stderr)
+            if ours:
+                print(f"note: {item}: left out {len(ours)} earlier result(s) of predict.py, "
+                      f"each beside its input ({_some([os.path.basename(p) for p in ours])})",
                       file=sys.stderr)
             if not found:
-                raise UsageError(f"{item}: no images found in this folder")
+                raise UsageError(f"{item}: no images found in this folder"
+                                 + (" other than earlier results of predict.py" if ours else ""))
             files += found
         else:
             files.append(item)   # a missing or bad file is reported when it is read
     return files
+
+
+def _some(names, shown=3):
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more"
+                                       if len(names) > shown else "")
 
 
 def output_paths(files, inputs, output, scale):
@@ -442,7 +444,6 @@ def predict(args):
     import images
     import inference
 
-    files = expand_inputs(args.inputs)
     if args.blend:
         net, description = inference.blend_model(*args.blend, args.runtime)
     else:
@@ -452,6 +453,7 @@ def predict(args):
         description = inference.describe(model_path, net)
     print(f"model: {description}")
     scale = inference.model_scale(net)
+    files = expand_inputs(args.inputs, scale)
     tile = inference.default_tile(net) if args.tile is None else args.tile or None
     targets = output_paths(files, args.inputs, args.output, scale)
     check_targets(files, targets)

@@ -18,6 +18,7 @@ One string, ``--data`` in every CLI, names a source:
 
 import dataclasses
 import os
+import sys
 
 import numpy as np
 
@@ -78,7 +79,11 @@ def _benchmark_pairs(folder, scale):
         name = _stem(hr_path)
         if name not in lr_by_stem:
             raise DataError(f"{hr_path} has no LR image in {lr_dir}")
-        pairs.append((name, hr_path, lr_by_stem[name]))
+        pairs.append((name, hr_path, lr_by_stem.pop(name)))
+    if lr_by_stem:
+        names = sorted(os.path.basename(p) for p in lr_by_stem.values())
+        print(f"note: {lr_dir}: left out {len(names)} LR image(s) with no HR image in {hr_dir} "
+              f"({', '.join(names[:3])}{' ...' if len(names) > 3 else ''})", file=sys.stderr)
     return pairs
 
 
@@ -199,6 +204,8 @@ def plan(data, split="train", scale=4, holdout=True, flag="--data", shard=None):
     if kind == "hr_folder":
         from images import IMAGE_EXTENSIONS
 
+        if os.path.isdir(os.path.join(data, "HR")):   # a benchmark without this scale's LR
+            data = os.path.join(data, "HR")
         paths = list_images(data, recursive=True)
         if holdout:
             paths = _holdout(paths, split)

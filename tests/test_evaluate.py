@@ -264,3 +264,58 @@ def test_shipped_photo_models_keep_the_colours_of_b100(name, per_image):
         worst = max(shifts, key=lambda n: np.abs(shifts[n]).max())
         assert np.abs(shifts[worst]).max() <= COLOUR_SHIFT_LIMIT, \
             f"{name} shifts {worst}'s channel means by {shifts[worst].round(2)}"
+
+
+def test_an_image_too_small_to_score_is_one_line_naming_it(model_path, tmp_path, capsys):
+    folder = tmp_path / "tiny"
+    write_png(str(folder / "ok.png"), smooth_image(64, 64))
+    write_png(str(folder / "speck.png"), smooth_image(8, 8))
+    assert evaluate.main(["--model", model_path, "--data", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(f"error: {folder / 'speck'}: SSIM needs")
+
+
+def test_a_model_that_does_not_upscale_is_refused(tmp_path, capsys):
+    import keras
+
+    same_size = keras.Sequential([keras.Input((None, None, 3)),
+                                  keras.layers.Conv2D(3, 3, padding="same")])
+    path = str(tmp_path / "x1.h5")
+    same_size.save(path)
+    folder = tmp_path / "set"
+    write_png(str(folder / "HR" / "a.png"), smooth_image(64, 64))
+    write_png(str(folder / "LR_bicubic_X4" / "a.png"), smooth_image(16, 16))
+    assert evaluate.main(["--model", path, "--data", str(folder)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: {path} does not upscale (its output is x1 its input); evaluate.py scores x2 "
+        "and larger models")
+
+
+def test_lr_files_are_never_scored_as_hr(tmp_path):
+    import sources
+
+    folder = tmp_path / "set"
+    write_png(str(folder / "HR" / "a.png"), smooth_image(48, 48))
+    write_png(str(folder / "LR_bicubic_X4" / "a.png"), smooth_image(12, 12))
+    plan = sources.plan(str(folder), "validation", scale=3, holdout=False)   # no X3 LR
+    assert [name for name, _ in plan.hr] == ["a"]
+
+
+def test_left_out_images_are_named(model_path, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    for name in ("chip.png", "chip_x4.png", "other_x2.png"):
+        write_png(str(photos / name), smooth_image(24, 24))
+    result = evaluate.main(["--model", model_path, "--no-reference", "--data", str(photos),
+                            "--json", str(tmp_path / "s.json")])
+    assert result == 0
+    with open(tmp_path / "s.json") as f:
+        assert json.load(f)["sets"]["photos"]["n"] == 2
+    assert "left out 1 earlier result(s) of predict.py, each beside its input (chip_x4.png)" \
+        in capsys.readouterr().err
+    pairs = tmp_path / "pairs"
+    write_png(str(pairs / "HR" / "a.png"), smooth_image(48, 48))
+    write_png(str(pairs / "LR_bicubic_X4" / "a.png"), smooth_image(12, 12))
+    write_png(str(pairs / "LR_bicubic_X4" / "lonely.png"), smooth_image(12, 12))
+    assert evaluate.main(["--model", model_path, "--data", str(pairs)]) == 0
+    assert "left out 1 LR image(s) with no HR image" in capsys.readouterr().err

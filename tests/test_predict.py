@@ -259,6 +259,38 @@ def test_rerun_on_a_folder_skips_its_own_outputs(model_path, tmp_path):
     assert sorted(os.listdir(folder)) == ["a.png", "a_x4.png", "a_x4_compare.png"]
 
 
+@pytest.mark.parametrize("names,inputs", [
+    (["Canon_10_x1.png", "Canon_11_x1.png"], ["Canon_10_x1.png", "Canon_11_x1.png"]),  # DRealSR
+    (["holiday_x2.png"], ["holiday_x2.png"]),
+    (["holiday.jpg", "holiday_x2.png", "holiday_x4.png"], ["holiday.jpg", "holiday_x2.png"]),
+    (["a.png", "a_compare.png", "b_x4.png", "b_x4_compare.png"], ["a.png", "b_x4.png"]),
+])
+def test_a_users_photo_is_never_taken_for_an_earlier_result(names, inputs, model_path,
+                                                             tmp_path, capsys):
+    folder = tmp_path / "album"
+    folder.mkdir()
+    for name in names:
+        _save(str(folder / name), smooth_image(8, 8))
+    out = tmp_path / "out"
+    assert predict.main([str(folder), "-o", f"{out}/", "--model", model_path]) == 0
+    stems = [os.path.splitext(n)[0] for n in inputs]
+    assert sorted(os.listdir(out)) == sorted(f"{s}_x4.png" for s in stems)
+    err = capsys.readouterr().err
+    left_out = len(names) - len(inputs)
+    assert (f"left out {left_out} earlier result(s)" in err) == bool(left_out)
+
+
+def test_a_second_run_over_a_folder_upscales_nothing_twice(model_path, tmp_path, capsys):
+    folder = tmp_path / "album"
+    folder.mkdir()
+    for name in ("p.png", "q_x2.png"):
+        _save(str(folder / name), smooth_image(8, 8))
+    assert predict.main([str(folder), "--model", model_path]) == 0
+    assert predict.main([str(folder), "--model", model_path, "--skip-existing"]) == 0
+    assert sorted(os.listdir(folder)) == ["p.png", "p_x4.png", "q_x2.png", "q_x2_x4.png"]
+    assert "left out 2 earlier result(s) of predict.py" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("kind", ["rgb", "gray16", "rgba"])
 def test_streamed_png_equals_whole_image_output(kind, model_path, tmp_path):
     """Bands written as tiles complete give the same file content as one whole pass."""

@@ -8,7 +8,6 @@ both are scored against HR: PSNR/SSIM on the Y channel (ITU-R BT.601, as
 MATLAB rgb2ycbcr) with ``scale`` pixels shaved from every border.
 """
 
-import argparse
 import csv
 import json
 import os
@@ -18,13 +17,14 @@ import numpy as np
 
 from fileio import can_write_in
 from inference import RUNTIME_HELP, RUNTIMES
+from messages import ArgumentParser
 
 CSV_FIELDS = ("set", "name", "bicubic_psnr", "bicubic_ssim", "model_psnr", "model_ssim",
               "bicubic_psnr_rgb", "model_psnr_rgb", "bicubic_niqe", "model_niqe")
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="PSNR/SSIM (Y channel, scale-pixel shave) of a model and of bicubic "
                     "upscaling, one row per data source.",
     )

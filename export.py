@@ -18,14 +18,15 @@ import shutil
 import sys
 import tempfile
 
-from fileio import can_write_in
+from fileio import can_write_in, human_size, is_disk_full
+from messages import ArgumentParser
 
 FORMATS = ("saved_model", "tflite", "onnx", "h5")
 QUANTIZATIONS = ("none", "float16", "int8")
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="Export a model (.h5 or a shipped model's name) to SavedModel, LiteRT "
                     "(.tflite), ONNX or Keras .h5, with a dynamic input size.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -228,6 +229,13 @@ def with_input_colours(net, sigma, path):
     return models.with_input_colours(net, sigma)
 
 
+def _chain(error):
+    """An exception and the ones it was raised from or during."""
+    while error is not None:
+        yield error
+        error = error.__cause__ or error.__context__
+
+
 def main(argv=None):
     args = parse_args(argv)
     import tfquiet
@@ -251,6 +259,13 @@ def main(argv=None):
                      source=model_path if args.input_colours is None else None)
     except (ExportError, inference.ModelError, data.DataError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:   # the converters wrap OSError in their own kinds
+        if not any(is_disk_full(e) for e in _chain(error)):
+            raise
+        folder = os.path.dirname(os.path.abspath(output))
+        print(f"error: disk full: cannot write {output} ({human_size(shutil.disk_usage(folder).free)}"
+              f" free in {folder}); nothing was written", file=sys.stderr)
         return 2
     size = sum(os.path.getsize(os.path.join(root, name))
                for root, _, names in os.walk(output) for name in names) \

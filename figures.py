@@ -11,14 +11,15 @@ def subplots(*args, **kwargs):
     return plt.subplots(*args, **kwargs)
 
 
-def save(fig, path, dpi=100):
-    """Write ``fig`` as a PNG at ``path`` atomically, then close it."""
+def save(fig, path, dpi=100, replace=True):
+    """Write ``fig`` as a PNG at ``path`` atomically (``replace=False``: only if nothing is
+    there by then, else FileExistsError), then close it."""
     import matplotlib.pyplot as plt
 
     from fileio import atomic_path
 
     try:
-        with atomic_path(path) as tmp:
+        with atomic_path(path, replace) as tmp:
             fig.savefig(tmp, format="png", dpi=dpi)
     finally:
         plt.close(fig)

@@ -14,9 +14,11 @@ os.umask(_UMASK)
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path, replace=True):
     """Yield a temporary path beside ``path``; on success it is renamed onto
-    ``path`` (atomic on POSIX), on failure it is removed."""
+    ``path`` (atomic on POSIX), on failure it is removed.  ``replace=False`` claims
+    ``path`` only if nothing is there by then (a hard link, atomic too), else raises
+    FileExistsError and leaves what another process wrote alone."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     base, ext = os.path.splitext(os.path.basename(path))
@@ -27,7 +29,10 @@ def atomic_path(path):
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
     try:
         yield tmp
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -279,7 +279,7 @@ def check_output_format(path, has_alpha=False):
                               "write .png, .tif or .webp")
 
 
-def write_image(path, array, icc=None):
+def write_image(path, array, icc=None, replace=True):
     """Write a uint8/uint16 array (1-4 channels) in the format ``path``'s extension
     names, atomically, with the ICC profile ``icc`` embedded if given.  Formats
     without 16 bits (JPEG, WebP) get the 8-bit rounding; returns a note saying so,
@@ -291,13 +291,13 @@ def write_image(path, array, icc=None):
         array = ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
         note = f"{path}: {name} holds 8 bits per channel; the 16-bit result was rounded"
     if name == "PNG":
-        write_png(path, array, icc)
+        write_png(path, array, icc, replace)
         return note
     from fileio import atomic_path
 
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
-    with atomic_path(path) as tmp:
+    with atomic_path(path, replace) as tmp:
         if name == "TIFF":
             import tifffile   # Pillow cannot write 16-bit RGB TIFF
 
@@ -314,7 +314,7 @@ def write_image(path, array, icc=None):
     return note
 
 
-def write_png(path, array, icc=None):
+def write_png(path, array, icc=None, replace=True):
     """Write a uint8 or uint16 array with 1, 2, 3 or 4 channels as PNG, atomically
     (PngStream's encoder: no TensorFlow needed), with an ICC profile if given."""
     from fileio import atomic_path
@@ -322,7 +322,7 @@ def write_png(path, array, icc=None):
     array = np.asarray(array)
     if array.ndim == 2:
         array = array[..., None]
-    with atomic_path(path) as tmp:
+    with atomic_path(path, replace) as tmp:
         stream = PngStream(tmp, array.shape[1], array.shape[0], array.shape[2],
                            16 if array.dtype == np.uint16 else 8, icc=icc)
         try:

@@ -11,12 +11,13 @@ same command rebuilds the same set, and adding an image changes no other.
 OUT/degradation.json records the seed and the settings.
 """
 
-import argparse
 import dataclasses
 import json
 import os
 import sys
 import zlib
+
+from messages import ArgumentParser
 
 
 class UsageError(Exception):
@@ -24,7 +25,7 @@ class UsageError(Exception):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Make a degraded x4 test set (HR/ + LR_*_X4/) "
+    parser = ArgumentParser(description="Make a degraded x4 test set (HR/ + LR_*_X4/) "
                                                  "from a folder of HR images.")
     parser.add_argument("source", help="a folder of HR images, or a benchmark folder (its HR/)")
     parser.add_argument("-o", "--out", required=True, help="the new set's folder")

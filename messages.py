@@ -1,7 +1,35 @@
 """What users read of an error."""
 
+import argparse
+
 
 def first_line(error):
     """The first line of an exception's message (library errors run to pages), or its
     type's name when it has none."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, whose mistakes in a command line are one line (the error and where
+    the usage is) instead of the whole usage before it."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def numbers_as_values(argv, flags):
+    """``argv`` with a negative-looking number after one of ``flags`` joined to it
+    (``--lr -1e-3`` -> ``--lr=-1e-3``): argparse takes ``-1e-3`` for a flag, and the
+    setting's own check should be the one to refuse it."""
+    joined, items = [], list(argv)
+    while items:
+        item = items.pop(0)
+        if item in flags and items and items[0].startswith("-"):
+            try:
+                float(items[0].split(",")[0])
+            except ValueError:
+                pass
+            else:
+                item = f"{item}={items.pop(0)}"
+        joined.append(item)
+    return joined

@@ -9,7 +9,6 @@ stitched result equals whole-image inference exactly.  Mode and bit depth
 follow the input (see images.py and the README).
 """
 
-import argparse
 import os
 import sys
 
@@ -17,12 +16,13 @@ import numpy as np
 
 from fileio import can_write_in
 from inference import BLENDS, RUNTIME_HELP, RUNTIMES
+from messages import ArgumentParser
 
 MIN_TILE = 32
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         description="Super-resolve images x4 (or the model's scale). Writes PNG unless -o "
                     "names .jpg, .webp or .tif.",
     )
@@ -142,6 +142,10 @@ def output_paths(files, inputs, output, scale):
     as_folder = output.endswith(("/", os.sep)) or os.path.isdir(output)
     if not many and not as_folder:
         return [output]
+    if not as_folder and not os.path.exists(output) and os.path.splitext(output)[1]:
+        raise UsageError(f"-o {output} names one file, but there are {len(files)} inputs "
+                         f"({_some(files, 2)}); give a folder (-o {os.path.splitext(output)[0]}/) "
+                         "or one input")
     if os.path.exists(output) and not os.path.isdir(output):
         raise UsageError(f"-o {output}: is a file, but several inputs need a folder")
     if len(set(stems)) < len(stems):
@@ -240,7 +244,7 @@ class ComparisonFigure:
         if lo < hi:
             self.zoom.append(band[lo - row:hi - row, x0:x0 + size])
 
-    def write(self, path):
+    def write(self, path, replace=True):
         from matplotlib.patches import Rectangle
 
         import bicubic
@@ -276,7 +280,7 @@ class ComparisonFigure:
             axis.set_title(title)
             axis.axis("off")
         fig.tight_layout()
-        figures.save(fig, path)
+        figures.save(fig, path, replace=replace)
 
 
 def _display_rgb(array):
@@ -393,9 +397,10 @@ def check_output_size(target, layout, tile, scale, radius=0, per_pixel=TILE_BYTE
             f"{_gigabytes(whole)} of disk, {_gigabytes(free)} is free")
 
 
-def write_output(net, image, target, tile, compare=None, progress=None):
+def write_output(net, image, target, tile, compare=None, progress=None, replace=False):
     """Upscale ``image`` into ``target``: PNG band by band as the tiles complete, other
-    formats whole.  Returns (output shape, note or None)."""
+    formats whole.  Returns (output shape, note or None).  Without ``replace`` a target
+    that another process wrote meanwhile is left alone (FileExistsError)."""
     from concurrent.futures import ThreadPoolExecutor
 
     import images
@@ -408,7 +413,7 @@ def write_output(net, image, target, tile, compare=None, progress=None):
     bands = upscaled_bands(net, image, tile, progress)
     note = None
     if target.lower().endswith(".png"):
-        with atomic_path(target) as tmp:
+        with atomic_path(target, replace) as tmp:
             # One band is deflated and written in the background while the next is
             # computed: zlib runs outside the GIL, on the core the model leaves idle.
             with images.PngStream(tmp, width, height, channels, bits, icc=image.icc) as png, \
@@ -431,9 +436,9 @@ def write_output(net, image, target, tile, compare=None, progress=None):
             out[row:row + len(band)] = band
             if figure:
                 figure.add(row, band)
-        note = images.write_image(target, out, image.icc)
+        note = images.write_image(target, out, image.icc, replace)
     if figure:
-        figure.write(compare)
+        figure.write(compare, replace)
     return (height, width), note
 
 
@@ -457,7 +462,7 @@ def predict(args):
     tile = inference.default_tile(net) if args.tile is None else args.tile or None
     targets = output_paths(files, args.inputs, args.output, scale)
     check_targets(files, targets)
-    failures, written, skipped = 0, [], 0
+    failures, written, skipped, existing_outputs = 0, [], 0, []
     # On a terminal a bar; in a log (not a terminal) only the line each image prints.
     progress = tqdm(list(zip(files, targets)), unit="img",
                     disable=True if len(files) < 2 else None)
@@ -470,8 +475,7 @@ def predict(args):
             skipped += 1
             continue
         if existing and not args.overwrite:
-            tqdm.write(f"error: {existing[0]} exists; pass --overwrite to replace it",
-                       file=sys.stderr)
+            existing_outputs.append(existing[0])
             failures += 1
             continue
         try:
@@ -495,7 +499,12 @@ def predict(args):
             try:
                 shape, note = write_output(net, image, target, tile,
                                            compare if args.compare else None,
-                                           tile_progress.update)
+                                           tile_progress.update, replace=args.overwrite)
+            except FileExistsError:   # another run claimed it while this one computed
+                tqdm.write(f"error: {target} was written by another run meanwhile; it is left "
+                           "as that run wrote it", file=sys.stderr)
+                failures += 1
+                continue
             except OSError as error:  # a full or read-only disk fails every later write too
                 summary = (f"; {len(written)} of {len(files)} outputs were written before it "
                            "(listed above), the others were not" if len(files) > 1 else "")
@@ -506,6 +515,12 @@ def predict(args):
         tqdm.write(f"{source} -> {target} ({shape[1]}x{shape[0]})")
     if skipped:
         print(f"note: skipped {skipped} input(s) whose output exists (--skip-existing)")
+    if existing_outputs:
+        count = len(existing_outputs)
+        which = (existing_outputs[0] + " exists" if count == 1 else
+                 f"{count} outputs exist ({_some(existing_outputs, 2)})")
+        print(f"error: {which}; pass --skip-existing to keep {'it' if count == 1 else 'them'} "
+              f"or --overwrite to replace {'it' if count == 1 else 'them'}", file=sys.stderr)
     return failures
 
 

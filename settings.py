@@ -14,6 +14,8 @@ import dataclasses
 import os
 import tomllib
 
+from messages import ArgumentParser, numbers_as_values
+
 _DEFAULT = "<the default>"   # Setting.before: older runs used today's default
 
 @dataclasses.dataclass(frozen=True)
@@ -320,7 +322,7 @@ METAVARS = {"int": "N", "float": "X", "str": "VALUE", "ints": "N,N", "floats": "
 
 
 def make_parser(description):
-    parser = argparse.ArgumentParser(description=description, allow_abbrev=False)
+    parser = ArgumentParser(prog="train.py", description=description, allow_abbrev=False)
     parser.add_argument("--config", metavar="FILE.toml",
                         help="read settings from this TOML file (a recipe; configs/ holds the "
                              "shipped models'); flags given beside it win")
@@ -366,7 +368,11 @@ def parse(argv=None, description="", prepare=None):
     flags), plus ``config_file`` = {"path", "text"} or None.  Exits with one line (argparse's
     usage error) on any problem.  ``prepare(values)`` runs before the checks (the checks
     of some settings import TensorFlow)."""
+    import sys
+
     parser = make_parser(description)
+    numeric = {s.flag for s in TRAINING if s.kind in ("int", "float", "ints", "floats")}
+    argv = numbers_as_values(sys.argv[1:] if argv is None else argv, numeric)
     given = vars(parser.parse_args(argv))
     if "_init_hint" in given:
         parser.error("--init is now --kernel-initializer (a Keras initializer name); to start "

@@ -15,7 +15,6 @@ second-order model with its published ranges.  A teacher costs seconds per crop 
 which is why this is a background job and training reads the cache (data.teacher_dataset).
 """
 
-import argparse
 import glob
 import json
 import os
@@ -23,6 +22,8 @@ import sys
 import time
 
 import numpy as np
+
+from messages import ArgumentParser
 
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 SHARED_TRAIN = [os.path.normpath(os.path.join(REPO_DIR, "..", "shared", "data", name))
@@ -191,7 +192,7 @@ def fill(folder, teacher, count, seed=0, runtime="auto", sources=None, progress=
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--teacher", default="realesrgan_x4plus",
                         help="a model name or file (default: realesrgan_x4plus)")
     parser.add_argument("--count", type=int, default=4000, help="pairs to have in the cache")

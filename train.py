@@ -203,7 +203,6 @@ def last_epoch(args):
 def train(args):
     """Run (or resume) training; returns the history rows."""
     import distribute
-    import losses
     import metrics
     import runfolder
     import settings

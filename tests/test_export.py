@@ -204,3 +204,16 @@ def test_an_int8_litert_export_prints_nothing_of_the_converters(tmp_path, capfd)
                         "--data", "demo", "-o", str(tmp_path / "m.tflite")]) == 0
     captured = capfd.readouterr()
     assert "fully_quantize" not in captured.err + captured.out
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite", "saved_model"])
+def test_a_full_disk_is_one_line_and_leaves_nothing(fmt, tmp_path, capsys):
+    from conftest import mounted_tmpfs, save_small_model
+
+    model = save_small_model(tmp_path, widths=(64, 32))
+    with mounted_tmpfs(str(tmp_path / "small"), "48k") as folder:
+        output = os.path.join(folder, "net" + _suffix(fmt, "none"))
+        assert export.main([model, "--format", fmt, "-o", output]) == 2
+        line = one_line_error(capsys.readouterr().err)
+        assert line.startswith(f"error: disk full: cannot write {output} (")
+        assert os.listdir(folder) == []

@@ -5,9 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import distribute
 import losses
-import metrics
 import model as models
 from metrics import YCBCR_ROWS
 

@@ -190,6 +190,47 @@ def test_no_overwrite_without_flag(model_path, tmp_path, capsys):
     assert Image.open(target).size == (32, 32)
 
 
+def test_a_rerun_over_a_folder_says_once_what_exists_and_both_remedies(model_path, tmp_path,
+                                                                        capsys):
+    folder = tmp_path / "album"
+    folder.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        _save(str(folder / name), smooth_image(8, 8))
+    assert predict.main([str(folder), "--model", model_path]) == 0
+    capsys.readouterr()
+    assert predict.main([str(folder), "--model", model_path]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert err == [f"error: 3 outputs exist ({folder / 'a_x4.png'}, {folder / 'b_x4.png'} and 1 "
+                   "more); pass --skip-existing to keep them or --overwrite to replace them"]
+
+
+def test_an_output_another_run_claims_meanwhile_is_left_alone(model_path, tmp_path,
+                                                             monkeypatch, capsys):
+    source = _save(str(tmp_path / "x.png"), smooth_image(8, 8))
+    target = tmp_path / "x_x4.png"
+    checked = predict.check_input_size
+
+    def another_run_writes_first(path, scale):   # after this run found no x_x4.png
+        target.write_bytes(b"the other run's")
+        return checked(path, scale)
+
+    monkeypatch.setattr(predict, "check_input_size", another_run_writes_first)
+    assert predict.main([source, "--model", model_path]) == 1
+    assert target.read_bytes() == b"the other run's"
+    assert f"error: {target} was written by another run meanwhile" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_two_inputs_into_one_named_file_are_refused(model_path, tmp_path, capsys):
+    one = _save(str(tmp_path / "one.png"), smooth_image(8, 8))
+    two = _save(str(tmp_path / "two.png"), smooth_image(8, 8))
+    assert predict.main([one, two, "--model", model_path, "-o", str(tmp_path / "k.png")]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith(f"error: -o {tmp_path / 'k.png'} names one file, but there are 2 "
+                           f"inputs ({one}, {two})")
+    assert not (tmp_path / "k.png").exists()
+
+
 def test_named_output_and_output_folder(model_path, tmp_path):
     one = _save(str(tmp_path / "one.png"), smooth_image(8, 8))
     assert predict.main([one, "-o", str(tmp_path / "named.png"), "--model", model_path]) == 0

@@ -250,12 +250,21 @@ def test_collapsible_training_saves_plain_models(demo_run, tmp_path):
     (["--rescale", "1,0.8,x"], "--rescale must be comma-separated numbers"),
     (["--rescale", "1,1.5"], "--rescale factors must be distinct, above 0 and at most 1"),
     (["--teacher-pairs", "1"], "--teacher-pairs must be at least 2"),
+    (["--lr", "-1e-3"], "--lr must be positive"),               # not taken for a flag
+    (["--lr", "-0.001"], "--lr must be positive"),
+    (["--rescale", "-1e-1,1"], "--rescale factors must be distinct, above 0 and at most 1"),
+    (["--epochs", "-2"], "--epochs must be at least 1"),
+    (["--lr"], "argument --lr: expected one argument"),
+    (["--no-such-flag"], "unrecognized arguments: --no-such-flag"),
 ])
 def test_bad_training_flags_are_one_line(flags, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train.parse_args(["--out", str(tmp_path / "run")] + flags)
     assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err    # no usage
+    assert err.rstrip().endswith("(see train.py --help)")
     assert not os.path.exists(tmp_path / "run")
 
 

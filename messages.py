@@ -33,3 +33,33 @@ def numbers_as_values(argv, flags):
                 item = f"{item}={items.pop(0)}"
         joined.append(item)
     return joined
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, systemd, job schedulers), raised where the program is, so it cleans up
+    as after Ctrl-C; its exit code is 143."""
+
+
+def stop_on_sigterm():
+    """From now on SIGTERM raises Terminated in the main thread (called from the main
+    thread only: a CLI's main, not a server's worker)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def interrupted(error, what):
+    """The one line and exit code for Ctrl-C (130) or SIGTERM (143)."""
+    import sys
+
+    name, code = ("terminated (SIGTERM)", 143) if isinstance(error, Terminated) \
+        else ("interrupted", 130)
+    print(f"\n{name}; {what}", file=sys.stderr)
+    return code

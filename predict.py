@@ -16,9 +16,10 @@ import numpy as np
 
 from fileio import can_write_in
 from inference import BLENDS, RUNTIME_HELP, RUNTIMES
-from messages import ArgumentParser
+from messages import ArgumentParser, interrupted, stop_on_sigterm
 
 MIN_TILE = 32
+MAX_INPUT_MP = 100    # a larger input is refused unless --max-pixels allows it
 
 
 def parse_args(argv=None):
@@ -55,6 +56,9 @@ def parse_args(argv=None):
              "models (768 for the shipped edsr and edsr_real, 960 for edsr_real_gan, whose "
              "colour stage reaches 6 pixels further), whose overlap would otherwise cost "
              "more; tiles are split evenly")
+    add("--max-pixels", type=float, default=MAX_INPUT_MP, metavar="MP",
+        help=f"refuse, before decoding, an input of more than this many megapixels (default "
+             f"{MAX_INPUT_MP:g}: its x4 output is 16 times that); 0 = no limit")
     add("--overwrite", action="store_true", help="replace existing output files")
     add("--skip-existing", action="store_true",
         help="leave inputs whose output exists alone (continue an interrupted folder run)")
@@ -333,8 +337,9 @@ def _gigabytes(count):
     return human_size(count)
 
 
-def check_input_size(path, scale):
-    """Refuse, before decoding, an input whose reading alone would not fit in memory."""
+def check_input_size(path, scale, max_mp=MAX_INPUT_MP):
+    """Refuse, before decoding, an input over ``max_mp`` megapixels (0: no limit) or whose
+    reading alone would not fit in memory."""
     import psutil
 
     import images
@@ -343,6 +348,12 @@ def check_input_size(path, scale):
         width, height = images.image_size(path)
     except images.ImageReadError:   # reported by read_image, with its reason
         return
+    megapixels = width * height / 1e6
+    if max_mp and megapixels > max_mp:
+        raise images.ImageReadError(
+            f"{path}: {width}x{height} is {megapixels:.0f} MP, over the limit of {max_mp:g} MP "
+            f"an input (its x{scale} output would be {megapixels * scale * scale:.0f} MP); pass "
+            f"--max-pixels {int(-(-megapixels // 1))} to upscale it anyway")
     needed = width * height * READ_BYTES_PER_PIXEL + BASE_MEMORY
     available = psutil.virtual_memory().available
     if needed > available:
@@ -479,7 +490,7 @@ def predict(args):
             failures += 1
             continue
         try:
-            check_input_size(source, scale)
+            check_input_size(source, scale, args.max_pixels)
             image = images.read_image(source, keep_8bit=True)
             images.check_output_format(target, image.alpha is not None)
             check_output_size(target, output_layout(image, scale), tile, scale,
@@ -525,6 +536,7 @@ def predict(args):
 
 
 def main(argv=None):
+    stop_on_sigterm()
     args = parse_args(argv)
     import inference   # TensorFlow only if the model runs in it (quietly: tfquiet)
 
@@ -533,9 +545,8 @@ def main(argv=None):
     except (UsageError, inference.ModelError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as error:
+        return interrupted(error, "no output was left half-written")
     return 1 if failures else 0
 
 

@@ -13,6 +13,7 @@ the losses are losses.py's and the loop is distribute.py's.
 import os
 import sys
 
+from messages import interrupted, stop_on_sigterm
 from runfolder import RUN_FILES, UsageError  # noqa: F401  (RUN_FILES: the run's files)
 
 
@@ -303,6 +304,7 @@ def start_from(net, path):
 
 
 def main(argv=None):
+    stop_on_sigterm()
     args = parse_args(argv)
     import data
     import inference
@@ -323,9 +325,8 @@ def main(argv=None):
         print(f"error: {culprit or f'while reading {args.data}: {first_line(error.message)}'}"
               "; continue with --resume once it is fixed", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted; continue with the same command plus --resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as error:
+        return interrupted(error, "continue with the same command plus --resume")
     return 0
 
 

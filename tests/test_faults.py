@@ -84,6 +84,49 @@ def test_sigkill_at_random_instants_always_resumes(tmp_path):
     assert _epochs(out) == [1, 2, 3]
 
 
+def _wait_for(condition, process, seconds=120):
+    deadline = time.time() + seconds
+    while time.time() < deadline and process.poll() is None and not condition():
+        time.sleep(0.02)
+
+
+def test_sigterm_stops_training_with_one_line_and_143_and_it_resumes(tmp_path):
+    out = str(tmp_path / "run")
+    process = subprocess.Popen([sys.executable, "train.py"] + DEMO + ["--epochs", "3",
+                                                                      "--out", out],
+                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    _wait_for(lambda: os.path.exists(os.path.join(out, "history.csv")), process)
+    process.send_signal(signal.SIGTERM)
+    err = process.communicate(timeout=120)[1]
+    assert process.returncode == 143, err[-2000:]
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == ("terminated (SIGTERM); continue with the same "
+                                            "command plus --resume")
+    result = _train(DEMO + ["--epochs", "3", "--resume", "--out", out])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _epochs(out) == [1, 2, 3]
+
+
+def test_sigterm_stops_predict_with_one_line_and_143_and_leaves_no_temporary(tmp_path):
+    model = save_small_model(tmp_path, widths=(32, 16))
+    source = str(tmp_path / "big.png")
+    write_png(source, smooth_image(600, 700))
+    out = tmp_path / "out"
+    out.mkdir()
+    process = subprocess.Popen([sys.executable, "predict.py", source, "--model", model,
+                                "--tile", "64", "-o", str(out / "big.png")], cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: any(".tmp" in n for n in os.listdir(out)), process)
+    assert process.poll() is None, "predict finished before it could be stopped"
+    process.send_signal(signal.SIGTERM)
+    err = process.communicate(timeout=120)[1]
+    assert process.returncode == 143, err[-2000:]
+    assert err.strip().splitlines()[-1] == ("terminated (SIGTERM); no output was left "
+                                            "half-written")
+    assert os.listdir(out) == []
+
+
 # --------------------------------------------------------------------------- disk
 
 def _fill(disk, leave_bytes):

@@ -210,15 +210,42 @@ def test_an_output_another_run_claims_meanwhile_is_left_alone(model_path, tmp_pa
     target = tmp_path / "x_x4.png"
     checked = predict.check_input_size
 
-    def another_run_writes_first(path, scale):   # after this run found no x_x4.png
+    def another_run_writes_first(path, scale, max_mp):   # after this run found no x_x4.png
         target.write_bytes(b"the other run's")
-        return checked(path, scale)
+        return checked(path, scale, max_mp)
 
     monkeypatch.setattr(predict, "check_input_size", another_run_writes_first)
     assert predict.main([source, "--model", model_path]) == 1
     assert target.read_bytes() == b"the other run's"
     assert f"error: {target} was written by another run meanwhile" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def _png_header_only(path, width, height):
+    """A PNG whose header announces width x height (what a decompression bomb shows
+    before decoding; a real one deflates to gigabytes from a few MB)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    return path
+
+
+def test_an_input_over_the_pixel_limit_is_refused_before_decoding(model_path, tmp_path,
+                                                                   capsys):
+    huge = _png_header_only(str(tmp_path / "huge.png"), 30000, 30000)
+    assert predict.main([huge, "--model", model_path]) == 1
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line == (f"error: {huge}: 30000x30000 is 900 MP, over the limit of 100 MP an input "
+                    "(its x4 output would be 14400 MP); pass --max-pixels 900 to upscale it "
+                    "anyway")
+    assert not (tmp_path / "huge_x4.png").exists()
 
 
 def test_two_inputs_into_one_named_file_are_refused(model_path, tmp_path, capsys):

@@ -169,7 +169,9 @@ def fit(strategy, net, dataset_fn, val_ds, *, epochs, steps_per_epoch, initial_e
     """Train ``net`` (built under ``strategy.scope()``) from ``initial_epoch`` to
     ``epochs`` on ``loss(lr, hr, sr)`` (per patch, or named terms; losses.py), with a
     ``discriminator`` trained on ``discriminator_loss`` beside it.
-    ``dataset_fn(input_context)`` gives one input pipeline's batches of per-replica size.
+    ``dataset_fn(input_context, epoch)`` gives one input pipeline's batches of per-replica
+    size for one epoch: made anew each epoch, so that an epoch's batches depend on the epoch
+    alone and a resumed run trains on what the uninterrupted one would have.
     With ``val_niqe_crops`` (validation crops per image) validation scores NIQE too.
     With an averaging optimizer (use_ema) validation scores the averaged weights.
     Returns False if a NaN or infinite loss stopped it."""
@@ -178,8 +180,6 @@ def fit(strategy, net, dataset_fn, val_ds, *, epochs, steps_per_epoch, initial_e
     from runfolder import averaged_weights
 
     forward = tf.function(lambda lr: net(lr, training=False), reduce_retracing=True)
-    batches = strategy.distribute_datasets_from_function(dataset_fn)
-    iterator = iter(batches)
     step = make_train_step(strategy, net, loss, psnr_fn, global_batch, xla, discriminator,
                            discriminator_loss)
     for callback in callbacks:
@@ -191,6 +191,8 @@ def fit(strategy, net, dataset_fn, val_ds, *, epochs, steps_per_epoch, initial_e
         if verbose:
             print(f"Epoch {epoch + 1}/{epochs}", flush=True)
         progress = _Progress(steps_per_epoch, verbose)
+        iterator = iter(strategy.distribute_datasets_from_function(
+            lambda context, epoch=epoch: dataset_fn(context, epoch)))
         sums = {}
         for i in range(steps_per_epoch):
             values = {name: float(v) for name, v in step(iterator).items()}

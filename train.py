@@ -40,7 +40,6 @@ def parse_args(argv=None):
 def build_datasets(args):
     import data
     import degradations
-    import runfolder
     from fileio import can_write_in
 
     degradation = degradations.settings_from(args.realesrgan) \
@@ -80,17 +79,17 @@ def build_datasets(args):
                              "on each side; lower --val-patch-size")
     import tensorflow as tf
 
-    def training_batches(context):
+    def training_batches(context, epoch):
         """One input pipeline's share of the training images (tf.distribute calls
-        this once per worker), in batches of one replica's share of --batch-size."""
+        this once per worker and epoch), in batches of one replica's share of --batch-size;
+        its random draws are a function of (--seed, epoch, pipeline) alone."""
         count, index = context.num_input_pipelines, context.input_pipeline_id
         pairs = train_pairs if count == 1 else data.pair_dataset(
             args.data, "train", args.scale, holdout=holdout, tfds_data_dir=args.tfds_dir,
             shard=(count, index))
         if args.rescale != [1.0]:
             pairs = data.rescaled_pairs(pairs, args.rescale, args.scale)
-        # A resumed run draws new patches rather than replaying those of epoch 1.
-        seed = args.seed + 1000 * runfolder.committed(args.out, args.resume)[0] + 7919 * index
+        seed = epoch_seed(args.seed, epoch, index)
         cache = f"{args.cache}.{index}" if args.cache and count > 1 else args.cache
         return data.training_dataset(pairs, args.patch_size, args.scale,
                                      context.get_per_replica_batch_size(args.batch_size),
@@ -125,18 +124,21 @@ def teacher_datasets(args):
                              "px on each side; lower --val-patch-size")
     import tensorflow as tf
 
-    import runfolder
-
-    def training_batches(context):
+    def training_batches(context, epoch):
         count, index = context.num_input_pipelines, context.input_pipeline_id
         pairs = data.teacher_pair_dataset(folder, "train", args.scale,
                                           shard=(count, index) if count > 1 else None)
-        seed = args.seed + 1000 * runfolder.committed(args.out, args.resume)[0] + 7919 * index
+        seed = epoch_seed(args.seed, epoch, index)
         return data.training_dataset(pairs, args.patch_size, args.scale,
                                      context.get_per_replica_batch_size(args.batch_size),
                                      args.patches_per_image, cache=args.cache, seed=seed)
 
     return training_batches, val.apply(tf.data.experimental.assert_cardinality(batches))
+
+
+def epoch_seed(seed, epoch, pipeline):
+    """The random seed of one epoch's training batches on one input pipeline."""
+    return seed + 1000 * epoch + 7919 * pipeline
 
 
 def compile_model(args):
@@ -209,6 +211,11 @@ def train(args):
     import settings
     import tfquiet
 
+    import tensorflow as tf
+
+    # Same inputs, same results, op by op: with each epoch's batches a function of the
+    # epoch (epoch_seed), a resumed run ends with the weights of the uninterrupted one.
+    tf.config.experimental.enable_op_determinism()
     with tfquiet.quiet_stderr():
         strategy = distribute.make_strategy(args.distribute, args.devices)
     chief = distribute.is_chief(strategy)

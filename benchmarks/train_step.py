@@ -87,7 +87,7 @@ def loop_against_fit(steps, widths=(128, 64), batch=16):
     lr = rng.uniform(size=(256, 16, 16, 3)).astype(np.float32)
     hr = rng.uniform(size=(256, 64, 64, 3)).astype(np.float32)
 
-    def batches(context=None):
+    def batches(context=None, epoch=0):
         return tf.data.Dataset.from_tensor_slices((lr, hr)).repeat().batch(batch).prefetch(4)
 
     val = tf.data.Dataset.from_tensor_slices((lr[:batch], hr[:batch])).batch(batch)

@@ -37,7 +37,7 @@ def test_mirrored_on_two_devices_equals_one_device_and_trains(tmp_path):
         rng = np.random.default_rng(0)
         lr = rng.uniform(size=(48, 8, 8, 3)).astype(np.float32)
         hr = rng.uniform(size=(48, 32, 32, 3)).astype(np.float32)
-        def batches(context):
+        def batches(context, epoch):
             return tf.data.Dataset.from_tensor_slices((lr, hr)).batch(
                 context.get_per_replica_batch_size(16), drop_remainder=True).repeat()
         val = tf.data.Dataset.from_tensor_slices((lr[:8], hr[:8])).batch(8)

@@ -185,6 +185,28 @@ def test_a_model_taught_by_itself_through_the_teacher_cache_stays_close(tmp_path
     assert float(rows[0]["val_psnr"]) > 45    # against HR it would be about 25 dB
 
 
+@pytest.mark.parametrize("extra", [[], ["--degradation", "realesrgan", "--patch-size", "76",
+                                     "--val-patch-size", "76"]], ids=["bicubic", "realesrgan"])
+def test_a_resumed_run_ends_with_the_weights_of_the_uninterrupted_one(extra, tmp_path):
+    """Each epoch's crops, flips and degradations are a function of (seed, epoch): a run
+    stopped after epoch 1 and resumed trains epochs 2-3 on the batches the whole run did."""
+    import keras
+
+    args = DEMO_ARGS + extra + ["--steps-per-epoch", "3"]
+    whole, split = str(tmp_path / "whole"), str(tmp_path / "split")
+    assert train.main(args + ["--epochs", "3", "--out", whole]) == 0
+    assert train.main(args + ["--epochs", "1", "--out", split]) == 0      # killed after 1
+    assert train.main(args + ["--epochs", "3", "--resume", "--out", split]) == 0
+    for name in ("last.h5", "model.h5"):
+        ours = keras.models.load_model(os.path.join(split, name)).get_weights()
+        theirs = keras.models.load_model(os.path.join(whole, name)).get_weights()
+        for a, b in zip(ours, theirs):
+            np.testing.assert_array_equal(a, b)
+    with open(os.path.join(whole, "history.csv")) as a, open(os.path.join(split, "history.csv")) as b:
+        strip = lambda rows: [row.rsplit(",", 1)[0] for row in rows]   # noqa: E731 (seconds differ)
+        assert strip(a.read().splitlines()) == strip(b.read().splitlines())
+
+
 def test_init_from_a_trained_model(demo_run, tmp_path, capsys):
     out = str(tmp_path / "finetune")
     source = os.path.join(demo_run, "model.h5")
@@ -341,7 +363,7 @@ def test_a_folder_trains_on_every_image_when_validation_comes_from_elsewhere(
         argv += ["--val-data", str(tmp_path / "val")]
     training_batches, _ = train.build_datasets(train.parse_args(argv))
     seen = set()
-    for _, hr in training_batches(tf.distribute.InputContext()).take(20):
+    for _, hr in training_batches(tf.distribute.InputContext(), 0).take(20):
         seen.update(np.round(hr.numpy().mean(axis=(1, 2, 3)) * 255).astype(int).tolist())
     held_out = 20 * 5 + 10   # every 10th image from the 6th (data._holdout)
     assert seen <= {20 * i + 10 for i in range(10)}

@@ -55,6 +55,64 @@ class NearestUpsampling(keras.layers.Layer):
         return {**super().get_config(), "size": self.size}
 
 
+def _known_channels(x, channels):
+    """``x`` with its channel count known again: computed paddings and crops hide it, and
+    LiteRT's converter needs it (a reshape, which every runtime has; EnsureShape is not)."""
+    shape = tf.shape(x)
+    return tf.reshape(x, [shape[0], shape[1], shape[2], channels])
+
+
+@keras.saving.register_keras_serializable(package="sr")
+class ReflectPad(keras.layers.Layer):
+    """Mirror ``pad`` pixels onto each side (fewer on an image too small for them), as
+    Real-ESRGAN's inference does before its network (``pre_pad``); ``ReflectCrop`` takes the
+    upscaled margin off again.  A border output pixel then sees mirrored image rather than
+    zeros, as in the original; tiles stay exact, since a tile's own mirrored margin only
+    reaches outputs within its overlap."""
+
+    def __init__(self, pad, **kwargs):
+        super().__init__(**kwargs)
+        self.pad = int(pad)
+
+    def amounts(self, inputs):
+        shape = tf.shape(inputs)
+        return tf.minimum(self.pad, shape[1] - 1), tf.minimum(self.pad, shape[2] - 1)
+
+    def call(self, inputs):
+        ph, pw = self.amounts(inputs)
+        padded = tf.pad(inputs, [[0, 0], [ph, ph], [pw, pw], [0, 0]], mode="REFLECT")
+        return _known_channels(padded, inputs.shape[-1])
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], None, None, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "pad": self.pad}
+
+
+@keras.saving.register_keras_serializable(package="sr")
+class ReflectCrop(keras.layers.Layer):
+    """[LR, upscaled] -> the upscaled image less the margin ``ReflectPad`` added to LR."""
+
+    def __init__(self, pad, scale, **kwargs):
+        super().__init__(**kwargs)
+        self.pad, self.scale = int(pad), int(scale)
+
+    def call(self, inputs):
+        lr, upscaled = inputs
+        ph, pw = ReflectPad(self.pad).amounts(lr)
+        shape = tf.shape(upscaled)
+        top, left = ph * self.scale, pw * self.scale
+        return _known_channels(upscaled[:, top:shape[1] - top, left:shape[2] - left],
+                               upscaled.shape[-1])
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[1][0], None, None, input_shape[1][3])
+
+    def get_config(self):
+        return {**super().get_config(), "pad": self.pad, "scale": self.scale}
+
+
 # Fixed 3x3 edge masks of ECBSR's branches (Zhang et al., ACM MM 2021).
 EDGE_MASKS = {
     "sobel_x": ((1, 0, -1), (2, 0, -2), (1, 0, -1)),
@@ -265,12 +323,14 @@ def edsr(scale=4, blocks=8, width=32, channels=3, kernel_initializer="glorot_uni
 
 
 def rrdbnet(scale=4, blocks=23, features=64, growth=32, channels=3,
-            kernel_initializer="glorot_uniform"):
+            kernel_initializer="glorot_uniform", reflect_pad=0):
     """ESRGAN's and Real-ESRGAN's generator (Wang et al., 2018 and 2021; BasicSR's RRDBNet):
     a head conv, ``blocks`` residual-in-residual dense blocks (three dense blocks of five 3x3
     convolutions, ``growth`` channels each, LeakyReLU 0.2, residuals scaled by 0.2), a body
     conv and a global skip in LR space; then nearest x2 and a conv, log2(scale) times, and two
-    convs at full size.  Real-ESRGAN x4plus is 23 blocks of 64 features, growth 32."""
+    convs at full size.  Real-ESRGAN x4plus is 23 blocks of 64 features, growth 32.
+    ``reflect_pad``: mirror that many LR pixels around the input first (ReflectPad), as
+    Real-ESRGAN's inference does."""
     stages = int(round(np.log2(scale)))
     if scale < 2 or 2 ** stages != scale:
         raise ValueError(f"rrdbnet upscales by powers of 2, not {scale}")
@@ -284,7 +344,8 @@ def rrdbnet(scale=4, blocks=23, features=64, growth=32, channels=3,
         return keras.layers.Add(name=name)([keras.layers.Rescaling(0.2)(x), skip])
 
     inputs = keras.Input(shape=(None, None, channels), name="lr")
-    head = conv(features, "conv_first")(inputs)
+    padded = ReflectPad(reflect_pad, name="reflect_pad")(inputs) if reflect_pad else inputs
+    head = conv(features, "conv_first")(padded)
     x = head
     for b in range(1, blocks + 1):
         block_in = x
@@ -303,13 +364,17 @@ def rrdbnet(scale=4, blocks=23, features=64, growth=32, channels=3,
     x = conv(features, "conv_hr", leaky=True)(x)
     outputs = keras.layers.Conv2D(channels, 3, padding="same", dtype="float32",
                                   kernel_initializer=kernel_initializer, name="conv_last")(x)
+    if reflect_pad:
+        outputs = ReflectCrop(reflect_pad, scale, name="reflect_crop")([inputs, outputs])
     return keras.Model(inputs, outputs, name=f"rrdbnet_{blocks}x{features}g{growth}_x{scale}")
 
 
-def srvgg(scale=4, convs=16, features=64, channels=3, kernel_initializer="glorot_uniform"):
+def srvgg(scale=4, convs=16, features=64, channels=3, kernel_initializer="glorot_uniform",
+          reflect_pad=0):
     """Real-ESRGAN's compact network (SRVGGNetCompact): a conv and ``convs`` more, each
     followed by a per-channel PReLU, all at ``features`` channels in LR space; a conv to
-    channels*scale^2, depth-to-space, plus the input upsampled by nearest neighbour."""
+    channels*scale^2, depth-to-space, plus the input upsampled by nearest neighbour.
+    ``reflect_pad`` as in ``rrdbnet``."""
     def conv(filters, name):
         return keras.layers.Conv2D(filters, 3, padding="same", name=name,
                                    kernel_initializer=kernel_initializer)
@@ -319,13 +384,16 @@ def srvgg(scale=4, convs=16, features=64, channels=3, kernel_initializer="glorot
                                   name=name)
 
     inputs = keras.Input(shape=(None, None, channels), name="lr")
-    x = inputs
+    padded = ReflectPad(reflect_pad, name="reflect_pad")(inputs) if reflect_pad else inputs
+    x = padded
     for i in range(convs + 1):
         x = prelu(f"prelu{i}")(conv(features, f"conv{i}")(x))
     x = conv(channels * scale * scale, "conv_last")(x)
     x = DepthToSpace(scale, dtype="float32", name="depth_to_space")(x)
-    base = NearestUpsampling(scale, dtype="float32", name="nearest")(inputs)
+    base = NearestUpsampling(scale, dtype="float32", name="nearest")(padded)
     outputs = keras.layers.Add(dtype="float32", name="add_nearest")([x, base])
+    if reflect_pad:
+        outputs = ReflectCrop(reflect_pad, scale, name="reflect_crop")([inputs, outputs])
     return keras.Model(inputs, outputs, name=f"srvgg_{convs}x{features}_x{scale}")
 
 

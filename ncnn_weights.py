@@ -33,6 +33,11 @@ PUBLISHED = {
 }
 
 
+# Real-ESRGAN's runtimes mirror this many pixels around the input before the network
+# (its ncnn runtime on every side): border pixels then match it.
+REFLECT_PAD = 10
+
+
 class NcnnError(Exception):
     """An ncnn model that cannot be read or converted; the message is for the user."""
 
@@ -160,7 +165,8 @@ def to_keras(layers):
     features = convs[0].params[0]
     if counts["PReLU"] and counts["PixelShuffle"] == 1:
         scale = next(lay for lay in layers if lay.type == "PixelShuffle").params[0]
-        net = models.srvgg(scale, convs=counts["PReLU"] - 1, features=features)
+        net = models.srvgg(scale, convs=counts["PReLU"] - 1, features=features,
+                           reflect_pad=REFLECT_PAD)
     elif counts["Eltwise"] and counts["Interp"]:
         scale = 2 ** counts["Interp"]
         blocks, extra = divmod(len(convs) - 4 - counts["Interp"], 15)
@@ -171,7 +177,8 @@ def to_keras(layers):
                 raise NcnnError(f"{layer.name}: not a nearest-neighbour x2 upsampling")
         if extra:
             raise NcnnError(f"{len(convs)} convolutions do not make an RRDBNet")
-        net = models.rrdbnet(scale, blocks=blocks, features=features, growth=convs[1].params[0])
+        net = models.rrdbnet(scale, blocks=blocks, features=features, growth=convs[1].params[0],
+                             reflect_pad=REFLECT_PAD)
     else:
         raise NcnnError("the graph is neither Real-ESRGAN's RRDBNet nor its SRVGGNetCompact")
     ours = [layer for layer in net.layers if isinstance(layer, keras.layers.Conv2D)]
@@ -216,7 +223,8 @@ def cache_folder():
 
 
 def cached_path(name):
-    return os.path.join(cache_folder(), f"{name}_x4.h5")
+    # The file name says the version of the conversion: a change to it converts anew.
+    return os.path.join(cache_folder(), f"{name}_x4.v2.h5")
 
 
 def converted_path(name):

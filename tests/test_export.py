@@ -27,9 +27,9 @@ def small(request):
     if request.param == "three_conv":
         return request.param, models.three_conv(4, widths=(16, 8))
     if request.param == "rrdbnet":
-        return request.param, models.rrdbnet(4, blocks=1, features=8, growth=4)
+        return request.param, models.rrdbnet(4, blocks=1, features=8, growth=4, reflect_pad=3)
     if request.param == "srvgg":
-        return request.param, models.srvgg(4, convs=2, features=8)
+        return request.param, models.srvgg(4, convs=2, features=8, reflect_pad=3)
     net = models.edsr(4, blocks=1, width=8)
     return request.param, (models.with_input_colours(net) if "colours" in request.param else net)
 

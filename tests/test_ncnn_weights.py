@@ -66,9 +66,13 @@ def _float16_weights(net):
     return net
 
 
-@pytest.mark.parametrize("build", [lambda: models.srvgg(4, convs=3, features=8),
-                                   lambda: models.rrdbnet(4, blocks=2, features=8, growth=4)],
-                         ids=["srvgg", "rrdbnet"])
+PAD = ncnn_weights.REFLECT_PAD
+
+
+@pytest.mark.parametrize("build", [
+    lambda: models.srvgg(4, convs=3, features=8, reflect_pad=PAD),
+    lambda: models.rrdbnet(4, blocks=2, features=8, growth=4, reflect_pad=PAD)],
+    ids=["srvgg", "rrdbnet"])
 def test_an_ncnn_model_fills_our_network_exactly(build, tmp_path):
     import keras
 
@@ -80,8 +84,8 @@ def test_an_ncnn_model_fills_our_network_exactly(build, tmp_path):
             layer.set_weights([rng.normal(0, 0.3, w.shape) for w in layer.get_weights()])
     net = _float16_weights(net)
     read = ncnn_weights.to_keras(ncnn_weights.read_model(*write_ncnn(net, tmp_path)))
-    assert read.name == net.name
-    lr = smooth_image(9, 11).astype(np.float32)[None] / 255
+    assert read.name == net.name and read.get_layer("reflect_pad").pad == ncnn_weights.REFLECT_PAD
+    lr = smooth_image(19, 13).astype(np.float32)[None] / 255     # 13: a margin of 10 fits
     np.testing.assert_allclose(np.asarray(read(lr)), np.asarray(net(lr)), atol=1e-6)
 
 
@@ -147,4 +151,6 @@ def test_published_weights_match_real_esrgans_own_runtime(name, index, crop, tmp
     with tfquiet.quiet_stderr():
         theirs = np.asarray(Realesrgan(gpuid=-1, model=index).process_pil(Image.fromarray(image)))
     assert ours.shape == theirs.shape
-    assert np.abs(ours.astype(int) - theirs.astype(int)).mean() <= 1.0
+    # The target is a grey level; with Real-ESRGAN's mirrored margin the two agree to
+    # float rounding.
+    assert np.abs(ours.astype(int) - theirs.astype(int)).mean() <= 0.1

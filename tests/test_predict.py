@@ -51,12 +51,14 @@ def test_tiled_equals_whole_image(net, height, width, tile):
 
 
 @pytest.mark.parametrize("name", ["rrdbnet", "srvgg"])
-def test_tiles_are_exact_for_real_esrgans_generators(name):
+@pytest.mark.parametrize("pad", [0, 5])
+def test_tiles_are_exact_for_real_esrgans_generators(name, pad):
+    """Also with Real-ESRGAN's mirrored margin: a tile's own margin only reaches its overlap."""
     import keras
 
     keras.utils.set_random_seed(0)
-    net = {"rrdbnet": lambda: models.rrdbnet(4, blocks=1, features=8, growth=4),
-           "srvgg": lambda: models.srvgg(4, convs=3, features=8)}[name]()
+    net = {"rrdbnet": lambda: models.rrdbnet(4, blocks=1, features=8, growth=4, reflect_pad=pad),
+           "srvgg": lambda: models.srvgg(4, convs=3, features=8, reflect_pad=pad)}[name]()
     lr = smooth_image(45, 38, seed=5)
     whole = inference.super_resolve(net, lr, tile=None, convert=lambda p: p)
     tiled = inference.super_resolve(net, lr, tile=12, convert=lambda p: p)

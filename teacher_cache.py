@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from messages import ArgumentParser
+from messages import ArgumentParser, interrupted, stop_on_sigterm
 
 REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 SHARED_TRAIN = [os.path.normpath(os.path.join(REPO_DIR, "..", "shared", "data", name))
@@ -118,7 +118,11 @@ def keras_teacher(name):
     """Any model ``inference.load_model`` takes (a shipped name or a file), uint8 -> uint8."""
     import inference
 
-    net = inference.load_model(name, runtime="auto")
+    try:
+        net = inference.load_model(name, runtime="auto")
+    except inference.ModelError as error:   # it names --model; here the flag is --teacher
+        raise CacheError(str(error).replace(f"--model {name}", f"--teacher {name}", 1)) \
+            from None
     return lambda rgb: inference.super_resolve(net, rgb, tile=None)
 
 
@@ -208,16 +212,22 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.count < 1:
         parser.error("--count must be at least 1")
+    stop_on_sigterm()
     import tfquiet
 
     tfquiet.import_tensorflow()
+    import images
+    import inference
+
     folder = args.out or default_folder(args.teacher)
     try:
         made = fill(folder, args.teacher, args.count, args.seed, args.runtime, args.sources,
                     progress=lambda line: print(line, flush=True))
-    except CacheError as error:
+    except (CacheError, inference.ModelError, images.ImageReadError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as error:
+        return interrupted(error, "the same command continues where this one stopped")
     print(f"{folder}: {len(pair_indices(folder))} pairs ({made} made now)")
     return 0
 

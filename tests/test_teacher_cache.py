@@ -82,3 +82,12 @@ def test_train_builds_a_small_cache_from_the_shared_training_images(teacher, tmp
     with open(os.path.join(cache, "cache.json")) as f:
         assert json.load(f)["sources"] == ["../shared/data/train", "../shared/data/train_more"]
     assert os.path.exists(os.path.join(out, "model.h5"))
+
+
+def test_a_teacher_that_is_not_a_model_is_one_line(photos, tmp_path):
+    result = run_python(["teacher_cache.py", "--teacher", "no_such_model", "--out",
+                         str(tmp_path / "c"), "--count", "2", "--sources", photos])
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "error: --teacher no_such_model: no such file, and not a shipped model's name")

@@ -575,3 +575,15 @@ def multiply_adds_per_output_pixel(model):
         kh, kw = layer.kernel_size
         total += kh * kw * layer.input.shape[-1] * layer.filters * out.shape[1] * out.shape[2]
     return total / (outputs[0].shape[1] * outputs[0].shape[2])
+
+
+def largest_activation_per_lr_pixel(model):
+    """The most floats any one layer outputs per LR input pixel (a layer after an upsampling
+    counts its larger size): what a model's working memory grows with."""
+    layers = [layer for layer in model.layers
+              if not isinstance(layer, keras.layers.InputLayer) and len(layer.output.shape) == 4]
+    probe = keras.Model(model.input, [layer.output for layer in layers])
+    side = 16
+    outputs = probe(np.zeros((1, side, side, model.input.shape[-1]), np.float32))
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return max(out.shape[1] * out.shape[2] * out.shape[3] for out in outputs) / side ** 2

@@ -370,11 +370,17 @@ def working_memory(lr_height, lr_width, tile, radius, per_pixel=TILE_BYTES_PER_P
 
 
 def tile_bytes_per_pixel(net):
-    """Working memory per LR tile pixel of the runtime that runs ``net``."""
+    """Working memory per LR tile pixel of the runtime that runs ``net``: the measured
+    figures above, or for a Keras model whose largest layer output is bigger (Real-ESRGAN
+    x4plus: 64 channels at 4x the size, 4 KiB a pixel; it peaked at 16 KiB a pixel) four of
+    those outputs."""
     import runtimes
 
-    arena = isinstance(net, runtimes.Exported) and net.format == "onnx"
-    return ARENA_TILE_BYTES_PER_PIXEL if arena else TILE_BYTES_PER_PIXEL
+    if isinstance(net, runtimes.Exported):
+        return ARENA_TILE_BYTES_PER_PIXEL if net.format == "onnx" else TILE_BYTES_PER_PIXEL
+    import model as models
+
+    return max(TILE_BYTES_PER_PIXEL, 4 * 4 * models.largest_activation_per_lr_pixel(net))
 
 
 def check_output_size(target, layout, tile, scale, radius=0, per_pixel=TILE_BYTES_PER_PIXEL):

@@ -624,3 +624,9 @@ def test_a_blend_knob_blends_its_shipped_pair_and_says_so(blendable_models, knob
     finally:
         os.rename(folder / "gone.h5", folder / f"{high}_x4.h5")
     assert f"{high}_x4.h5 is missing" in capsys.readouterr().err
+
+
+def test_memory_per_tile_pixel_grows_with_the_models_largest_layer_output():
+    assert predict.tile_bytes_per_pixel(models.edsr(4, blocks=2, width=32)) == 1024
+    # x4plus's layers after its two x2 upsamplings: 64 channels at 16 times the pixels.
+    assert predict.tile_bytes_per_pixel(models.rrdbnet(4, blocks=1, features=64)) == 16 * 1024

@@ -175,7 +175,10 @@ def evaluate_source(net, source, scale, limit=None, with_rgb=False, save_dir=Non
                 row, sr = score_image(net, item["hr"], item["lr"], scale, bool(item["gray"]),
                                       with_rgb, with_niqe)
         except ValueError as error:    # e.g. an image too small for SSIM's window
-            raise sources.DataError(f"{os.path.join(source, name)}: {error}") from None
+            image = item["lr"] if no_reference else item["hr"]
+            raise sources.DataError(f"{os.path.join(source, name)}: "
+                                    f"{'LR' if no_reference else 'HR'} {image.shape[1]}x"
+                                    f"{image.shape[0]} is too small to score ({error})") from None
         rows.append({"set": set_name, "name": name, **row})
         if save_dir:
             write_png(os.path.join(save_dir, set_name, f"{name}.png"), sr)

@@ -273,7 +273,8 @@ def test_an_image_too_small_to_score_is_one_line_naming_it(model_path, tmp_path,
     assert evaluate.main(["--model", model_path, "--data", str(folder)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert err.strip().splitlines()[-1].startswith(f"error: {folder / 'speck'}: SSIM needs")
+    assert err.strip().splitlines()[-1].startswith(
+        f"error: {folder / 'speck'}: HR 8x8 is too small to score (SSIM needs")
 
 
 def test_a_model_that_does_not_upscale_is_refused(tmp_path, capsys):

@@ -17,7 +17,7 @@ import numpy as np
 
 from fileio import can_write_in
 from inference import RUNTIME_HELP, RUNTIMES
-from messages import ArgumentParser
+from messages import ArgumentParser, some
 
 CSV_FIELDS = ("set", "name", "bicubic_psnr", "bicubic_ssim", "model_psnr", "model_ssim",
               "bicubic_psnr_rgb", "model_psnr_rgb", "bicubic_niqe", "model_niqe")
@@ -116,7 +116,7 @@ def input_images(source, limit=None, scale=4):
     if ours:
         names = [os.path.relpath(p, source) for p in ours]
         print(f"note: {source}: left out {len(ours)} earlier result(s) of predict.py, each "
-              f"beside its input ({', '.join(names[:3])}{' ...' if len(names) > 3 else ''})",
+              f"beside its input ({some(names)})",
               file=sys.stderr)
     paths = paths[:limit]
     if not paths:

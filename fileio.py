@@ -58,6 +58,13 @@ def can_write_in(folder):
         folder = os.path.dirname(folder)
     return os.path.isdir(folder) and os.access(folder, os.W_OK)
 
+def cache_folder(*parts):
+    """A folder of the toolkit's caches (converted models, teacher outputs): under
+    $XDG_CACHE_HOME or ~/.cache, outside the work tree, so a fresh checkout keeps them."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(root, "sr-toolkit", *parts)
+
+
 class DiskFull(OSError):
     """Not enough space for a write; the message is meant for the user."""
 

@@ -3,6 +3,13 @@
 import argparse
 
 
+def some(names, shown=3):
+    """A few names of a list and how many more: 'a, b, c and 4 more'."""
+    names = list(names)
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more"
+                                       if len(names) > shown else "")
+
+
 def first_line(error):
     """The first line of an exception's message (library errors run to pages), or its
     type's name when it has none."""

@@ -62,6 +62,12 @@ def _known_channels(x, channels):
     return tf.reshape(x, [shape[0], shape[1], shape[2], channels])
 
 
+def _reflect_amounts(image, pad):
+    """The mirrored margin of each side: ``pad``, or less on an image too small for it."""
+    shape = tf.shape(image)
+    return tf.minimum(pad, shape[1] - 1), tf.minimum(pad, shape[2] - 1)
+
+
 @keras.saving.register_keras_serializable(package="sr")
 class ReflectPad(keras.layers.Layer):
     """Mirror ``pad`` pixels onto each side (fewer on an image too small for them), as
@@ -74,12 +80,8 @@ class ReflectPad(keras.layers.Layer):
         super().__init__(**kwargs)
         self.pad = int(pad)
 
-    def amounts(self, inputs):
-        shape = tf.shape(inputs)
-        return tf.minimum(self.pad, shape[1] - 1), tf.minimum(self.pad, shape[2] - 1)
-
     def call(self, inputs):
-        ph, pw = self.amounts(inputs)
+        ph, pw = _reflect_amounts(inputs, self.pad)
         padded = tf.pad(inputs, [[0, 0], [ph, ph], [pw, pw], [0, 0]], mode="REFLECT")
         return _known_channels(padded, inputs.shape[-1])
 
@@ -100,7 +102,7 @@ class ReflectCrop(keras.layers.Layer):
 
     def call(self, inputs):
         lr, upscaled = inputs
-        ph, pw = ReflectPad(self.pad).amounts(lr)
+        ph, pw = _reflect_amounts(lr, self.pad)
         shape = tf.shape(upscaled)
         top, left = ph * self.scale, pw * self.scale
         return _known_channels(upscaled[:, top:shape[1] - top, left:shape[2] - left],

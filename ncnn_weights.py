@@ -217,14 +217,11 @@ def package_models_folder():
     return os.path.join(list(spec.submodule_search_locations)[0], "models")
 
 
-def cache_folder():
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(root, "sr-toolkit", "models")
-
-
 def cached_path(name):
+    from fileio import cache_folder
+
     # The file name says the version of the conversion: a change to it converts anew.
-    return os.path.join(cache_folder(), f"{name}_x4.v2.h5")
+    return os.path.join(cache_folder("models"), f"{name}_x4.v2.h5")
 
 
 def converted_path(name):

@@ -16,7 +16,7 @@ import numpy as np
 
 from fileio import can_write_in
 from inference import BLENDS, RUNTIME_HELP, RUNTIMES
-from messages import ArgumentParser, interrupted, stop_on_sigterm
+from messages import ArgumentParser, interrupted, some, stop_on_sigterm
 
 MIN_TILE = 32
 MAX_INPUT_MP = 100    # a larger input is refused unless --max-pixels allows it
@@ -106,11 +106,11 @@ def expand_inputs(inputs, scale):
                             and not f.lower().endswith(IMAGE_EXTENSIONS))
             if others:
                 print(f"note: {item}: skipped {len(others)} file(s) that are not images "
-                      f"predict.py reads ({_some(others)}); it reads "
+                      f"predict.py reads ({some(others)}); it reads "
                       f"{', '.join(IMAGE_EXTENSIONS)}", file=sys.stderr)
             if ours:
                 print(f"note: {item}: left out {len(ours)} earlier result(s) of predict.py, "
-                      f"each beside its input ({_some([os.path.basename(p) for p in ours])})",
+                      f"each beside its input ({some([os.path.basename(p) for p in ours])})",
                       file=sys.stderr)
             if not found:
                 raise UsageError(f"{item}: no images found in this folder"
@@ -119,11 +119,6 @@ def expand_inputs(inputs, scale):
         else:
             files.append(item)   # a missing or bad file is reported when it is read
     return files
-
-
-def _some(names, shown=3):
-    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more"
-                                       if len(names) > shown else "")
 
 
 def output_paths(files, inputs, output, scale):
@@ -148,7 +143,7 @@ def output_paths(files, inputs, output, scale):
         return [output]
     if not as_folder and not os.path.exists(output) and os.path.splitext(output)[1]:
         raise UsageError(f"-o {output} names one file, but there are {len(files)} inputs "
-                         f"({_some(files, 2)}); give a folder (-o {os.path.splitext(output)[0]}/) "
+                         f"({some(files, 2)}); give a folder (-o {os.path.splitext(output)[0]}/) "
                          "or one input")
     if os.path.exists(output) and not os.path.isdir(output):
         raise UsageError(f"-o {output}: is a file, but several inputs need a folder")
@@ -535,7 +530,7 @@ def predict(args):
     if existing_outputs:
         count = len(existing_outputs)
         which = (existing_outputs[0] + " exists" if count == 1 else
-                 f"{count} outputs exist ({_some(existing_outputs, 2)})")
+                 f"{count} outputs exist ({some(existing_outputs, 2)})")
         print(f"error: {which}; pass --skip-existing to keep {'it' if count == 1 else 'them'} "
               f"or --overwrite to replace {'it' if count == 1 else 'them'}", file=sys.stderr)
     return failures

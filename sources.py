@@ -23,6 +23,7 @@ import sys
 import numpy as np
 
 from images import list_images
+from messages import some
 
 # Real photographs shipped in scikit-image's wheel (no download), split so the
 # validation images are never trained on.
@@ -83,7 +84,7 @@ def _benchmark_pairs(folder, scale):
     if lr_by_stem:
         names = sorted(os.path.basename(p) for p in lr_by_stem.values())
         print(f"note: {lr_dir}: left out {len(names)} LR image(s) with no HR image in {hr_dir} "
-              f"({', '.join(names[:3])}{' ...' if len(names) > 3 else ''})", file=sys.stderr)
+              f"({some(names)})", file=sys.stderr)
     return pairs
 
 

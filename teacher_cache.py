@@ -39,11 +39,10 @@ class CacheError(Exception):
 
 
 def default_folder(teacher):
-    """Where a teacher's cache lives unless told otherwise: outside the work tree (like
-    tensorflow-datasets' data), so a fresh checkout keeps it."""
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    name = os.path.splitext(os.path.basename(teacher))[0]
-    return os.path.join(root, "sr-toolkit", "teacher", name)
+    """Where a teacher's cache lives unless told otherwise (fileio.cache_folder)."""
+    from fileio import cache_folder
+
+    return cache_folder("teacher", os.path.splitext(os.path.basename(teacher))[0])
 
 
 def source_images(folders):

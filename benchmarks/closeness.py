@@ -25,11 +25,10 @@ def reference_outputs(reference, inputs, data):
     """x4plus's (or ``reference``'s) 8-bit output of every input, cached as PNG."""
     import images
     import inference
-    import ncnn_weights
+    from fileio import cache_folder
 
     key = hashlib.sha256(os.path.realpath(data).encode()).hexdigest()[:12]
-    folder = os.path.join(os.path.dirname(ncnn_weights.cache_folder()), "reference",
-                          f"{reference}-{key}")
+    folder = cache_folder("reference", f"{reference}-{key}")
     net, outputs = None, []
     for name, rgb in inputs:
         path = os.path.join(folder, os.path.splitext(name)[0] + ".png")

@@ -17,11 +17,7 @@ import os
 import sys
 import zlib
 
-from messages import ArgumentParser
-
-
-class UsageError(Exception):
-    """A problem with the command line; the message is for the user."""
+from messages import ArgumentParser, UsageError
 
 
 def parse_args(argv=None):

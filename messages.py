@@ -3,6 +3,11 @@
 import argparse
 
 
+class UsageError(Exception):
+    """A problem with the command line, its files or a run folder; the CLIs print the
+    message, which is meant for the user, as one line."""
+
+
 def some(names, shown=3):
     """A few names of a list and how many more: 'a, b, c and 4 more'."""
     names = list(names)

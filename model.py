@@ -115,116 +115,14 @@ class ReflectCrop(keras.layers.Layer):
         return {**super().get_config(), "pad": self.pad, "scale": self.scale}
 
 
-# Fixed 3x3 edge masks of ECBSR's branches (Zhang et al., ACM MM 2021).
-EDGE_MASKS = {
-    "sobel_x": ((1, 0, -1), (2, 0, -2), (1, 0, -1)),
-    "sobel_y": ((1, 2, 1), (0, 0, 0), (-1, -2, -1)),
-    "laplacian": ((0, 1, 0), (1, -4, 1), (0, 1, 0)),
-}
-BRANCHES = ("1x1", "sobel", "laplacian")
-
-
-@keras.saving.register_keras_serializable(package="sr")
-class CollapsibleConv2D(keras.layers.Layer):
-    """A k x k convolution trained as a wider linear block, applied as one kernel.
-
-    The block is a k x k convolution to ``expand`` channels followed by a 1x1
-    projection (SESR's collapsible linear block), plus optional parallel linear
-    branches: ``"1x1"`` (a pointwise convolution), ``"sobel"`` and
-    ``"laplacian"`` (ECBSR: a pointwise convolution, then fixed edge masks with
-    learned per-channel scales).  Every branch is linear, so at each step the
-    factors are multiplied into one k x k kernel and bias and a single
-    convolution runs: a training step costs about what the plain convolution
-    costs, and ``collapsed()`` gives that plain convolution's weights exactly.
-    """
-
-    def __init__(self, filters, kernel_size, expand=256, branches=(), activation=None,
-                 kernel_initializer="glorot_uniform", **kwargs):
-        super().__init__(**kwargs)
-        unknown = set(branches) - set(BRANCHES)
-        if unknown:
-            raise ValueError(f"unknown branches {sorted(unknown)}; known: {', '.join(BRANCHES)}")
-        self.filters, self.kernel_size = int(filters), int(kernel_size)
-        self.expand, self.branches = int(expand), tuple(branches)
-        self.activation = keras.activations.get(activation)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-
-    def build(self, input_shape):
-        k, cin, f, e = self.kernel_size, input_shape[-1], self.filters, self.expand
-        add = self.add_weight
-        self.expand_kernel = add(name="expand_kernel", shape=(k, k, cin, e),
-                                 initializer=self.kernel_initializer)
-        self.expand_bias = add(name="expand_bias", shape=(e,), initializer="zeros")
-        self.project_kernel = add(name="project_kernel", shape=(e, f),
-                                  initializer=self.kernel_initializer)
-        self.bias = add(name="bias", shape=(f,), initializer="zeros")
-        # Extra branches start at zero output so they only add what training finds:
-        # a zero 1x1 kernel, or a zero scale on each edge mask.
-        self.pointwise = {}
-        for branch in self.branches:
-            if branch == "1x1":
-                self.pointwise["1x1"] = (add(name="1x1_kernel", shape=(cin, f),
-                                             initializer="zeros"), None)
-                continue
-            for name in ("sobel_x", "sobel_y") if branch == "sobel" else (branch,):
-                self.pointwise[name] = (
-                    add(name=f"{name}_kernel", shape=(cin, f), initializer=self.kernel_initializer),
-                    add(name=f"{name}_scale", shape=(f,), initializer="zeros"))
-
-    def collapsed(self):
-        """The equivalent single convolution: (kernel (k, k, cin, filters), bias (filters,))."""
-        k = self.kernel_size
-        kernel = tf.einsum("hwce,ef->hwcf", self.expand_kernel, self.project_kernel)
-        bias = tf.linalg.matvec(self.project_kernel, self.expand_bias, transpose_a=True) + self.bias
-        # Mask-shaped branches are pointwise weights spread over a 3x3 (or 1x1) mask,
-        # centred in the k x k kernel.  Their intermediate biases would only add
-        # mask-sum (zero for the edge masks) times a constant, so they are left out.
-        for name, (weights, scale) in self.pointwise.items():
-            if scale is None:
-                mask = tf.ones((1, 1))
-            else:
-                mask, weights = tf.constant(EDGE_MASKS[name], tf.float32), weights * scale
-            pad = (k - mask.shape[0]) // 2
-            kernel += tf.pad(mask, [[pad, pad], [pad, pad]])[:, :, None, None] * weights
-        return kernel, bias
-
-    def call(self, inputs):
-        kernel, bias = self.collapsed()
-        kernel = tf.cast(kernel, inputs.dtype)
-        outputs = tf.nn.conv2d(inputs, kernel, 1, "SAME") + tf.cast(bias, inputs.dtype)
-        return self.activation(outputs)
-
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], self.filters)
-
-    def get_config(self):
-        return {**super().get_config(), "filters": self.filters,
-                "kernel_size": self.kernel_size, "expand": self.expand,
-                "branches": list(self.branches),
-                "activation": keras.activations.serialize(self.activation),
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
-
-
-def _conv(filters, kernel_size, activation, kernel_initializer, expand, branches, name):
-    if expand:
-        return CollapsibleConv2D(filters, kernel_size, expand, branches, activation,
-                                 kernel_initializer, name=name)
-    return keras.layers.Conv2D(filters, kernel_size, padding="same", activation=activation,
-                               kernel_initializer=kernel_initializer, name=name)
-
-
-def three_conv(scale=4, widths=(64, 32), channels=3, kernel_initializer="glorot_uniform",
-               expand=0, branches=()):
+def three_conv(scale=4, widths=(64, 32), channels=3, kernel_initializer="glorot_uniform"):
     """ESPCN-shaped model: conv 5x5/w1 ReLU, conv 3x3/w2 ReLU, conv 3x3 to
-    channels*scale^2, depth-to-space.  ``widths`` defaults to the seed's 64/32.
-
-    ``expand > 0`` gives the training form: each convolution is a
-    CollapsibleConv2D of that inner width (plus ``branches``); ``collapse()``
-    turns a trained one into the plain model."""
+    channels*scale^2, depth-to-space.  ``widths`` defaults to the seed's 64/32."""
     width1, width2 = widths
 
     def conv(filters, kernel_size, activation, name):
-        return _conv(filters, kernel_size, activation, kernel_initializer, expand, branches, name)
+        return keras.layers.Conv2D(filters, kernel_size, padding="same", activation=activation,
+                                   kernel_initializer=kernel_initializer, name=name)
 
     inputs = keras.Input(shape=(None, None, channels), name="lr")
     x = conv(width1, 5, "relu", name="conv1")(inputs)
@@ -234,68 +132,23 @@ def three_conv(scale=4, widths=(64, 32), channels=3, kernel_initializer="glorot_
     return keras.Model(inputs, outputs, name=f"three_conv_x{scale}")
 
 
-def is_collapsible(net):
-    return any(isinstance(layer, CollapsibleConv2D) for layer in net.layers)
-
-
 def _is_mixed(layer):
     return layer.dtype_policy.name != layer.dtype_policy.variable_dtype
 
 
-def collapse(net):
-    """The plain float32 model equal to a training-form model: collapsible blocks
-    merged into Conv2D layers, mixed-precision layers back to float32 (their
-    weights are float32 already).  A plain float32 model is returned as it is."""
-    if not is_collapsible(net) and not any(_is_mixed(layer) for layer in net.layers):
+def as_float32(net):
+    """The float32 model of a mixed-precision (bfloat16) one, which keeps float32 weights
+    already; a float32 model is returned as it is."""
+    if not any(_is_mixed(layer) for layer in net.layers):
         return net
-
     config = net.get_config()
     for entry in config["layers"]:
-        if entry["class_name"] == "CollapsibleConv2D":
-            layer = net.get_layer(entry["config"]["name"])
-            conv = keras.layers.Conv2D(layer.filters, layer.kernel_size, padding="same",
-                                       activation=layer.activation, name=layer.name)
-            entry.update(class_name="Conv2D", module="keras.layers", registered_name=None,
-                         config=conv.get_config())
         if "dtype" in entry["config"] and entry["class_name"] != "InputLayer":
             entry["config"]["dtype"] = "float32"
     flat = keras.Model.from_config(config)
     for layer in net.layers:
-        target = flat.get_layer(layer.name)
-        if isinstance(layer, CollapsibleConv2D):
-            target.set_weights([keras.ops.convert_to_numpy(w) for w in layer.collapsed()])
-        else:
-            target.set_weights(layer.get_weights())
+        flat.get_layer(layer.name).set_weights(layer.get_weights())
     return flat
-
-
-def expand_from(net, plain):
-    """Start training-form ``net`` where ``plain`` (its collapsed architecture) is:
-    the first ``filters`` inner channels carry the plain kernel through an identity
-    projection; the other inner channels keep their random start with a zero
-    projection (so they still receive gradients); extra branches start at zero."""
-    for layer in net.layers:
-        source = plain.get_layer(layer.name)
-        if not isinstance(layer, CollapsibleConv2D):
-            layer.set_weights(source.get_weights())
-            continue
-        kernel, bias = source.get_weights()
-        if kernel.shape != tuple(layer.expand_kernel.shape[:3]) + (layer.filters,):
-            raise ValueError(f"layer {layer.name}: kernel {kernel.shape} does not fit")
-        if layer.expand < layer.filters:
-            raise ValueError(f"layer {layer.name}: expand {layer.expand} < {layer.filters} filters")
-        f = layer.filters
-        expand_kernel = keras.ops.convert_to_numpy(layer.expand_kernel).copy()
-        expand_kernel[..., :f] = kernel
-        project = np.zeros(layer.project_kernel.shape, np.float32)
-        project[:f] = np.eye(f, dtype=np.float32)
-        layer.expand_kernel.assign(expand_kernel)
-        layer.expand_bias.assign(np.zeros(layer.expand, np.float32))
-        layer.project_kernel.assign(project)
-        layer.bias.assign(bias)
-        for weights, scale in layer.pointwise.values():
-            zeroed = weights if scale is None else scale
-            zeroed.assign(np.zeros(zeroed.shape, np.float32))
 
 
 def edsr(scale=4, blocks=8, width=32, channels=3, kernel_initializer="glorot_uniform"):
@@ -535,13 +388,10 @@ MODELS = {
 }
 # Each builder's options and the training settings (settings.py) that give them.
 MODEL_SETTINGS = {
-    "three_conv": {"widths": "widths", "expand": "expand", "branches": "branches"},
+    "three_conv": {"widths": "widths"},
     "edsr": {"blocks": "blocks", "width": "features"},
     "rrdbnet": {"blocks": "blocks", "features": "features", "growth": "growth"},
     "srvgg": {"convs": "convs", "features": "features"},
-}
-DISCRIMINATORS = {
-    "unet": unet_discriminator,
 }
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from fileio import can_write_in
 from inference import BLENDS, RUNTIME_HELP, RUNTIMES
-from messages import ArgumentParser, interrupted, some, stop_on_sigterm
+from messages import ArgumentParser, UsageError, interrupted, some, stop_on_sigterm
 
 MIN_TILE = 32
 MAX_INPUT_MP = 100    # a larger input is refused unless --max-pixels allows it
@@ -86,10 +86,6 @@ def parse_args(argv=None):
         parser.error(f"--tile must be 0 (whole image) or at least {MIN_TILE}: smaller tiles "
                      "spend most of their work on the overlap")
     return args
-
-
-class UsageError(Exception):
-    pass
 
 
 def expand_inputs(inputs, scale):

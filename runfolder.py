@@ -21,13 +21,13 @@ import platform
 import sys
 import time
 
+from messages import UsageError
+
 RUN_FILES = ("model.h5", "last.h5", "history.csv", "loss_curves.png", "config.json")
 HISTORY_FIELDS = ("epoch", "loss", "val_loss", "psnr", "val_psnr", "lr", "seconds")
 MAIN = "model"   # the network that model.h5 / last.h5 hold
 
 
-class UsageError(Exception):
-    """A problem with the command line or the run folder; the message is for the user."""
 
 
 # --------------------------------------------------------------------------- state
@@ -255,8 +255,7 @@ def averaged_weights(net):
 # prints tracebacks from its finalizers and can crash the process.
 
 def save_h5(model, path):
-    """Inference-only .h5 (no optimizer or compile state), written atomically; a
-    training-form model is saved as the plain model it collapses to."""
+    """Inference-only float32 .h5 (no optimizer or compile state), written atomically."""
     import io
 
     import h5py
@@ -270,7 +269,7 @@ def save_h5(model, path):
 
     buffer = io.BytesIO()
     with H5Buffer(buffer, "w") as f:
-        models.collapse(model).save(f, include_optimizer=False)
+        models.as_float32(model).save(f, include_optimizer=False)
     write_bytes(path, buffer.getvalue())
 
 
@@ -316,7 +315,7 @@ def bytes_per_epoch_save(networks, out=None):
         return sum(int(numpy.prod(w.shape)) for w in weights) * 4
 
     training = sum(size(net.weights) for net in networks.values())
-    plain = size(models.collapse(networks[MAIN]).weights)
+    plain = size(models.as_float32(networks[MAIN]).weights)
     return int(1.2 * (3 * training + 2 * plain) + 128 * 1024)
 
 

@@ -74,14 +74,6 @@ def _rescale(factors):
     return None
 
 
-def _branches(names):
-    import model
-
-    unknown = sorted(set(names) - set(model.BRANCHES))
-    return f": unknown {', '.join(unknown)}; choose from {', '.join(model.BRANCHES)}" \
-        if unknown else None
-
-
 S = Setting
 TRAINING = (
     # data
@@ -228,28 +220,17 @@ TRAINING = (
       choices=("none", "mirrored", "multiworker"), group="speed", resume=False),
     S("devices", [], "--distribute mirrored: comma-separated devices (e.g. /gpu:0,/gpu:1); "
       "default every GPU", kind="strs", group="speed", resume=False, record=False),
-    # experimental (the training log records no gain from them)
-    S("expand", 0, "three_conv: train each convolution as a collapsible linear block (k x k "
-      "conv to WIDTH channels, then 1x1), merged into one convolution every step; 0 = plain",
-      kind="int", check=non_negative("0 (plain) or a positive width"), group="experimental",
-      metavar="WIDTH"),
-    S("branches", [], "with --expand: extra linear branches per convolution, from 1x1, sobel, "
-      "laplacian (ECBSR's edge branches)", kind="strs", check=_branches, group="experimental"),
 )
 del S
 BY_NAME = {s.name: s for s in TRAINING}
 GROUPS = {"data": "data", "model": "model", "training": "optimization", "run": "run folder",
           "gan": "adversarial and perceptual training",
-          "speed": "speed and distribution",
-          "experimental": "experimental (no gain measured in docs/training-log.md)"}
+          "speed": "speed and distribution"}
 
 
 def _rules(v):
     """Rules between settings: (message or None) for each."""
     yield "--restart and --resume exclude each other" if v.restart and v.resume else None
-    yield "--branches needs --expand" if v.branches and not v.expand else None
-    yield ("--expand applies to --model three_conv only"
-           if v.expand and v.model != "three_conv" else None)
     yield "--devices applies to --distribute mirrored" \
         if v.devices and v.distribute != "mirrored" else None
     yield "--warmup-steps needs --lr-schedule cosine" \
@@ -423,10 +404,16 @@ def recorded(args):
     return {s.name: getattr(args, s.name) for s in TRAINING if s.record}
 
 
+# Settings train.py no longer has, at the value that left them off: a run that had one
+# on cannot be continued by this train.py.
+REMOVED = {"expand": 0, "branches": [], "teacher_weight": 0.0}
+
+
 def resume_differences(saved, args):
     """Settings ``--resume`` must match that differ from the run's (``saved`` is its
     config.json settings, written by this or an older train.py)."""
-    differ = []
+    differ = [f"--{name.replace('_', '-')} {saved[name]!r} (run), a setting train.py no "
+              "longer has" for name, off in REMOVED.items() if saved.get(name, off) != off]
     for s in TRAINING:
         if not s.resume:
             continue

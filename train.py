@@ -13,8 +13,8 @@ the losses are losses.py's and the loop is distribute.py's.
 import os
 import sys
 
-from messages import interrupted, stop_on_sigterm
-from runfolder import RUN_FILES, UsageError  # noqa: F401  (RUN_FILES: the run's files)
+from messages import UsageError, interrupted, stop_on_sigterm
+from runfolder import RUN_FILES  # noqa: F401  (the run's files, for callers)
 
 
 def parse_args(argv=None):
@@ -297,9 +297,7 @@ def start_from(net, path):
 
     start = inference.load_model(path)
     try:
-        if models.is_collapsible(net):
-            models.expand_from(net, start)
-        elif 0 < models.edsr_blocks(start) < models.edsr_blocks(net):
+        if 0 < models.edsr_blocks(start) < models.edsr_blocks(net):
             models.deepen_from(net, start)
             print(f"note: --init-from {path} has {models.edsr_blocks(start)} blocks; the "
                   f"other {models.edsr_blocks(net) - models.edsr_blocks(start)} start as "

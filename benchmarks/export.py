@@ -19,6 +19,7 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from machine import cpu_line  # noqa: E402  (benchmarks/machine.py)
 SHARED_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data"))
 SETS = ("Set5", "Set14", "B100")
 VARIANTS = [("SavedModel", "saved_model", "none", "_saved_model"),
@@ -80,7 +81,7 @@ def main(argv=None):
     calibration = args.calibration if os.path.isdir(args.calibration) else "demo"
     width, height = (int(v) for v in args.lr_size.split("x"))
     lr = np.random.default_rng(0).uniform(size=(height, width, 3)).astype(np.float32)
-    print(f"cpu cores: {os.cpu_count()}; timed input {width}x{height} -> "
+    print(f"{cpu_line()}; timed input {width}x{height} -> "
           f"{4 * width}x{4 * height}; int8 calibrated on {calibration} (64 images)")
     print(f"\n{'model / format':<34}{'Set5':>8}{'Set14':>8}{'B100':>8}{'MB':>8}{'MP/s':>8}"
           f"{'speed':>8}")

@@ -22,6 +22,7 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from machine import cpu_line  # noqa: E402  (benchmarks/machine.py)
 SHARED_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data"))
 
 
@@ -130,7 +131,7 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     lr = rng.uniform(size=(height, width, 3)).astype(np.float32)
     peak = matmul_gflops(args.repeats)
-    print(f"cpu cores: {os.cpu_count()}; fp32 matmul peak (4096^3 tf.matmul): {peak:.0f} GFLOP/s")
+    print(f"{cpu_line()}; fp32 matmul peak (4096^3 tf.matmul): {peak:.0f} GFLOP/s")
     print(f"input {width}x{height} -> output {4 * width}x{4 * height} ({out_mp:.1f} MP)\n")
 
     resize = tf.function(lambda x: tf.image.resize(x, (4 * height, 4 * width), "bicubic"))

@@ -29,6 +29,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from machine import print_cpu  # noqa: E402
 from train_step import model_rate, training_rate  # noqa: E402  (the same timing in both)
 
 SHARED_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data"))
@@ -129,20 +130,6 @@ def degradation_rate(batches=60, batch=16, patch=128):
     for _ in range(batches):
         next(stream)
     return batches * batch / (time.perf_counter() - started)
-
-
-def print_cpu():
-    flags = ""
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            info = f.read()
-        model = next((line.split(":", 1)[1].strip() for line in info.splitlines()
-                      if line.startswith("model name")), "?")
-        wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16")
-        flags = " ".join(w for w in wanted if f" {w}" in info)
-        print(f"cpu: {model} ({flags}), {os.cpu_count()} cores")
-    else:
-        print(f"cpu cores: {os.cpu_count()}")
 
 
 def degradation_table(steps):

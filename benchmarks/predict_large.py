@@ -21,6 +21,7 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+from machine import cpu_line  # noqa: E402  (benchmarks/machine.py)
 
 
 def make_photo(path, width=4000, height=3000):
@@ -81,7 +82,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import images
 
-    print(f"cpu cores: {os.cpu_count()}, tile {args.tile or 'default'}, "
+    print(f"{cpu_line()}, tile {args.tile or 'default'}, "
           f"runtime {args.runtime or 'default'}")
     print(f"{'input':>11} {'output':>13} {'compute':>9} {'wall s':>7} {'out MP/s':>9} "
           f"{'peak RSS':>10}")

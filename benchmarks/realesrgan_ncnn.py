@@ -88,7 +88,7 @@ def main(argv=None):
     tfquiet.import_tensorflow()
     import inference
     from evaluate import input_images
-    from pipeline import print_cpu   # benchmarks/pipeline.py
+    from machine import print_cpu   # benchmarks/machine.py
 
     pairs, _ = input_images(args.data, args.limit)
     inputs = [(item["name"], item["lr"]) for item in pairs]

@@ -106,7 +106,7 @@ def main(argv=None):
     import export
     import images as image_io
     import inference
-    from pipeline import print_cpu   # benchmarks/pipeline.py
+    from machine import print_cpu   # benchmarks/machine.py
 
     paths = image_io.list_images(args.data)[:args.limit]
     inputs = [(os.path.basename(p), image_io.to_uint8(image_io.read_image(p).rgb))

@@ -1,5 +1,4 @@
-"""Training throughput of three_conv: plain, with XLA, and in the collapsible
-training form (--expand, with and without ECB's extra branches); of every model
+"""Training throughput of three_conv: plain and with XLA; of every model
 in float32, with XLA and in mixed bfloat16 (train.py --bfloat16); then the time
 to reach 30.0 dB Set5 PSNR-Y (4-pixel shave, 8-bit outputs) from scratch.
 
@@ -40,14 +39,14 @@ def patches_per_second(net, steps, batch, hr_patch, warmup=10):
     return steps * batch / (time.perf_counter() - started)
 
 
-def training_rate(widths, steps, xla=False, batch=16, expand=0, branches=()):
+def training_rate(widths, steps, xla=False, batch=16):
     """Patches/s of train_on_batch for three_conv on in-memory batches (no pipeline)."""
     import keras
 
     import model as models
 
     keras.utils.set_random_seed(0)
-    net = models.three_conv(4, widths, expand=expand, branches=branches)
+    net = models.three_conv(4, widths)
     net.compile(keras.optimizers.Adam(1e-3), "mse", jit_compile=xla)
     return patches_per_second(net, steps, batch, 64)
 
@@ -140,8 +139,6 @@ def gan_step_seconds(steps, batch, d_width, perceptual, xla, hr_patch=128):
     """Seconds per train.py step of the shipped edsr (12 x 32) on one in-memory batch:
     L1 alone (d_width 0), or L1 + perceptual (hed_vgg16's architecture; random weights,
     same cost) + vanilla GAN against a U-Net discriminator of base width ``d_width``."""
-    import argparse as ap
-
     import keras
     import tensorflow as tf
 
@@ -149,6 +146,7 @@ def gan_step_seconds(steps, batch, d_width, perceptual, xla, hr_patch=128):
     import losses
     import metrics
     import model as models
+    import train
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -162,10 +160,11 @@ def gan_step_seconds(steps, batch, d_width, perceptual, xla, hr_patch=128):
         critic = models.unet_discriminator(d_width)
         critic.compile(keras.optimizers.Adam(1e-4))
         critic.optimizer.build(critic.trainable_variables)
-        settings = ap.Namespace(unsharp_target=True, pixel_weight=1.0, loss="l1",
-                                chroma_weight=None, perceptual_weight=float(perceptual),
-                                perceptual_layers=[0.1, 0.1, 1, 1, 1],
-                                adversarial_loss="vanilla", adversarial_weight=0.1)
+        # train.py's own settings for these flags, so the benchmark cannot miss one
+        settings = train.parse_args([
+            "--model", "edsr", "--loss", "l1", "--unsharp-target", "--val-patch-size", "192",
+            "--perceptual-weight", str(float(perceptual)), "--adversarial-weight", "0.1",
+            "--adversarial-loss", "vanilla", "--discriminator-width", str(d_width)])
         features = losses.vgg_features("hed_vgg16", settings.perceptual_layers, None) \
             if perceptual else None
         loss, critic_loss = losses.generator_terms(settings, critic, features)
@@ -238,8 +237,6 @@ def main(argv=None):
     parser.add_argument("--max-minutes", type=float, default=12.0,
                         help="give up on the target after this much training time")
     parser.add_argument("--widths", default="128,64", help="widths for the time-to-target run")
-    parser.add_argument("--expand", type=int, default=256,
-                        help="inner width of the collapsible training form measured")
     parser.add_argument("--no-target", action="store_true", help="throughput only")
     parser.add_argument("--loop-only", action="store_true",
                         help="only train.py's loop against Keras' model.fit")
@@ -252,7 +249,7 @@ def main(argv=None):
     import tfquiet
 
     tfquiet.import_tensorflow()   # without TensorFlow's start-up log
-    from pipeline import print_cpu   # benchmarks/pipeline.py
+    from machine import print_cpu   # benchmarks/machine.py
 
     print_cpu()
     if args.precision_only:
@@ -264,10 +261,7 @@ def main(argv=None):
     if args.gan_only:
         gan_table(max(args.steps // 20, 3), args.xla)
         return 0
-    ecb = ("1x1", "sobel", "laplacian")
-    variants = [("plain", {}), ("XLA", {"xla": True}),
-                (f"expand {args.expand}", {"expand": args.expand}),
-                (f"expand {args.expand} + ECB", {"expand": args.expand, "branches": ecb})]
+    variants = [("plain", {}), ("XLA", {"xla": True})]
     for batch in (16, 64):
         print(f"\npatches/s, batch {batch} of 64x64 HR patches ({args.steps} steps each)")
         print(f"{'three_conv':<12}" + "".join(f"{name:>20}" for name, _ in variants))

@@ -58,103 +58,26 @@ def test_h5_round_trip_in_a_new_process(tmp_path):
     assert "identical" in result.stdout
 
 
-BRANCH_SETS = [(), ("1x1",), ("sobel",), ("laplacian",), ("1x1", "sobel", "laplacian")]
-
-
 def _randomize(net_or_layer, seed):
     rng = np.random.default_rng(seed)
     for weight in net_or_layer.weights:
         weight.assign(rng.normal(0, 0.1, weight.shape).astype(np.float32))
 
 
-def _expanded_reference(layer, x):
-    """The block computed branch by branch, as written in the papers (no merging)."""
-    import tensorflow as tf
-
-    value = lambda w: np.asarray(w)  # noqa: E731
-    inner = tf.nn.conv2d(x, value(layer.expand_kernel), 1, "SAME") + value(layer.expand_bias)
-    out = np.einsum("nhwe,ef->nhwf", inner, value(layer.project_kernel)) + value(layer.bias)
-    for name, (weights, scale) in layer.pointwise.items():
-        pointwise = np.einsum("nhwc,cf->nhwf", x, value(weights))
-        if scale is None:
-            out += pointwise
-            continue
-        mask = np.array(models.EDGE_MASKS[name], np.float32)
-        depthwise = np.repeat(mask[:, :, None, None], layer.filters, axis=2)
-        out += value(scale) * tf.nn.depthwise_conv2d(pointwise, depthwise, [1] * 4, "SAME")
-    return np.asarray(layer.activation(out))
-
-
-@pytest.mark.parametrize("branches", BRANCH_SETS)
-@pytest.mark.parametrize("kernel_size", [3, 5])
-def test_collapsible_block_equals_its_expanded_branches(branches, kernel_size):
-    layer = models.CollapsibleConv2D(7, kernel_size, expand=12, branches=branches,
-                                     activation="relu")
-    x = np.random.default_rng(1).uniform(size=(2, 9, 11, 4)).astype(np.float32)
-    layer(x)
-    _randomize(layer, 2)
-    np.testing.assert_allclose(np.asarray(layer(x)), _expanded_reference(layer, x),
-                               rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.parametrize("branches", BRANCH_SETS)
-def test_collapsed_model_equals_training_form(branches, tmp_path):
-    net = models.three_conv(scale=4, widths=(16, 8), expand=24, branches=branches)
-    _randomize(net, 5)
-    flat = models.collapse(net)
-    x = np.random.default_rng(4).uniform(size=(2, 13, 10, 3)).astype(np.float32)
-    np.testing.assert_allclose(np.asarray(flat(x)), np.asarray(net(x)), rtol=1e-4, atol=1e-5)
-    flat.save(tmp_path / "flat.h5")
+def test_as_float32_is_the_mixed_precision_model_in_float32():
     import keras
 
-    loaded = keras.models.load_model(tmp_path / "flat.h5")
-    assert [layer.__class__.__name__ for layer in loaded.layers] == [
-        "InputLayer", "Conv2D", "Conv2D", "Conv2D", "DepthToSpace"]
-    assert models.receptive_radius(loaded) == 4
-    assert models.multiply_adds_per_output_pixel(loaded) == models.multiply_adds_per_output_pixel(
-        models.three_conv(scale=4, widths=(16, 8)))
-    np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(flat(x)))
-
-
-def test_collapse_leaves_a_plain_model_as_it_is():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        mixed = models.edsr(4, blocks=1, width=8)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    plain = models.as_float32(mixed)
+    assert {layer.dtype_policy.name for layer in plain.layers} == {"float32"}
+    for a, b in zip(plain.weights, mixed.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     net = models.three_conv(scale=4)
-    assert models.collapse(net) is net and not models.is_collapsible(net)
-
-
-@pytest.mark.parametrize("branches", [(), ("1x1", "sobel", "laplacian")])
-def test_expand_from_starts_exactly_at_the_plain_model(branches):
-    plain = models.three_conv(scale=4, widths=(16, 8))
-    _randomize(plain, 7)
-    net = models.three_conv(scale=4, widths=(16, 8), expand=48, branches=branches)
-    models.expand_from(net, plain)
-    x = np.random.default_rng(8).uniform(size=(1, 12, 12, 3)).astype(np.float32)
-    np.testing.assert_allclose(np.asarray(net(x)), np.asarray(plain(x)), rtol=1e-5, atol=1e-6)
-    # Every factor learns: after one step no gradient is identically zero (at the
-    # start an edge branch's kernel has none, as its scale is zero).
-    import tensorflow as tf
-
-    for _ in range(2):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.square(net(x) - 0.5))
-        grads = tape.gradient(loss, net.trainable_weights)
-        for weight, grad in zip(net.trainable_weights, grads):
-            weight.assign_sub(0.1 * grad)
-    assert all(float(tf.reduce_max(tf.abs(g))) > 0 for g in grads)
-
-
-def test_training_form_round_trips_through_its_config():
-    net = models.three_conv(scale=4, widths=(16, 8), expand=24, branches=("1x1", "sobel"))
-    import keras
-
-    twin = keras.Model.from_config(net.get_config())
-    twin.set_weights(net.get_weights())
-    x = np.random.default_rng(9).uniform(size=(1, 8, 8, 3)).astype(np.float32)
-    np.testing.assert_array_equal(np.asarray(twin(x)), np.asarray(net(x)))
-
-
-def test_unknown_branch_is_refused():
-    with pytest.raises(ValueError, match="sobel"):
-        models.three_conv(expand=8, branches=("prewitt",))
+    assert models.as_float32(net) is net
 
 
 def test_deepen_from_starts_exactly_at_the_shallower_edsr():

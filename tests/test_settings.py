@@ -142,7 +142,7 @@ def test_help_lists_every_command_line_setting_in_its_group(capsys):
     for s in settings.TRAINING:
         assert (s.flag in text) == s.cli, s.name
     body = text[text.index("options:"):]
-    assert body.index("--expand") > body.index("experimental") > body.index("--lr")
+    assert body.index("--ema") > body.index("adversarial and perceptual") > body.index("--lr")
 
 
 def test_a_run_folder_of_the_previous_train_py_still_resumes(tmp_path, capsys):
@@ -169,6 +169,15 @@ def test_a_run_folder_of_the_previous_train_py_still_resumes(tmp_path, capsys):
                               "--out", out]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: cannot resume") and "--kernel-initializer" in err
+    assert "\n" not in err
+    # A run that used a setting since removed (three_conv's --expand) is refused, not
+    # continued as another model.
+    config["settings"]["expand"] = 64
+    with open(path, "w") as f:
+        json.dump(config, f)
+    assert train.main(DEMO + ["--epochs", "3", "--resume", "--out", out]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot resume") and "--expand 64 (run)" in err
     assert "\n" not in err
 
 

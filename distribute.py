@@ -12,7 +12,6 @@ called at the same points, and a stop on a NaN or infinite loss
 import math
 import os
 
-STRATEGIES = ("none", "mirrored", "multiworker")
 
 
 def make_strategy(kind, devices=None):

@@ -13,7 +13,6 @@ import math
 import os
 
 
-
 def make_strategy(kind, devices=None):
     """The tf.distribute strategy of ``--distribute``; ``devices`` (mirrored) names
     local devices, default every GPU (or the CPU when there is none)."""

@@ -1,6 +1,6 @@
 """tf.data pipelines of image pairs for x4 super-resolution.
 
-The sources that ``--data`` names, and their files, are sources.py's; here they
+The sources that ``--data`` names, and their files, are superres/sources.py's; here they
 become ``tf.data.Dataset``s of ``{"name", "hr", "lr", "gray"}`` with uint8 RGB
 images, HR exactly ``scale`` times LR, and ``gray`` telling whether the HR file
 was grayscale (the field scores those on their one channel).
@@ -14,8 +14,8 @@ import urllib.parse
 import numpy as np
 import tensorflow as tf
 
-import bicubic
-from sources import DataError, plan, source_kind  # noqa: F401  (re-exported for callers)
+from superres import bicubic
+from superres.sources import DataError, plan
 
 # Formats that tf.io.decode_image reads natively (faster, in parallel); others go through Pillow.
 _TF_DECODABLE = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -28,7 +28,7 @@ TFDS_NAME_TEMPLATE = "div2k/bicubic_x{scale}"
 def _decode_file(path):
     """tf graph op: decode an image file to (uint8 RGB image, whether the file is grayscale)."""
     def pillow_decode(p):
-        import images
+        from superres import images
 
         p = p.decode() if isinstance(p, bytes) else str(p)
         try:
@@ -177,9 +177,9 @@ TEACHER_MARGIN = 8
 
 
 def teacher_pair_dataset(folder, split="train", scale=4, shard=None):
-    """A teacher cache's pairs (teacher_cache.py) as {"name", "hr", "lr", "gray"}, the
+    """A teacher cache's pairs (superres/teacher_cache.py) as {"name", "hr", "lr", "gray"}, the
     teacher's output standing as "hr": what every term of the loss compares with."""
-    import teacher_cache
+    from superres import teacher_cache
 
     every = TEACHER_VALIDATION_EVERY
     indices = [i for i in teacher_cache.pair_indices(folder)
@@ -288,7 +288,7 @@ def degraded(degradation, scale, seed_offset=0):
     ``degradation`` (degradations.Settings), or the pair as it is for None."""
     if degradation is None:
         return lambda hr, lr, seed: (hr, lr)
-    import degradations
+    from superres import degradations
 
     def degrade(hr, lr, seed):
         lr = degradations.degrade(hr, seed + seed_offset, degradation, scale)

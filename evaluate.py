@@ -15,9 +15,9 @@ import sys
 
 import numpy as np
 
-from fileio import can_write_in
-from inference import RUNTIME_HELP, RUNTIMES
-from messages import ArgumentParser, some
+from superres.fileio import can_write_in
+from superres.inference import RUNTIME_HELP, RUNTIMES
+from superres.messages import ArgumentParser, some
 
 CSV_FIELDS = ("set", "name", "bicubic_psnr", "bicubic_ssim", "model_psnr", "model_ssim",
               "bicubic_psnr_rgb", "model_psnr_rgb", "bicubic_niqe", "model_niqe")
@@ -62,9 +62,7 @@ def parse_args(argv=None):
 
 def score_image(net, hr, lr, scale, gray=False, with_rgb=False, with_niqe=False):
     """Scores of one image; returns (row dict, sr image as it would be saved)."""
-    import bicubic
-    import inference
-    import metrics
+    from superres import bicubic, inference, metrics
 
     sr = inference.super_resolve(net, lr)
     upscaled = bicubic.upscale(lr, scale)
@@ -86,7 +84,7 @@ def score_image(net, hr, lr, scale, gray=False, with_rgb=False, with_niqe=False)
 
 def niqe_or_nan(image):
     """NIQE, or NaN for an image smaller than NIQE's two 96 x 96 blocks (said once per set)."""
-    import metrics
+    from superres import metrics
 
     try:
         return metrics.niqe_of(image)
@@ -96,8 +94,7 @@ def niqe_or_nan(image):
 
 def score_input(net, lr, scale):
     """NIQE of the model's and bicubic's upscales of an input with no ground truth."""
-    import bicubic
-    import inference
+    from superres import bicubic, inference
 
     sr = inference.super_resolve(net, lr)
     return {"bicubic_niqe": niqe_or_nan(bicubic.upscale(lr, scale)),
@@ -107,8 +104,7 @@ def score_input(net, lr, scale):
 def input_images(source, limit=None, scale=4):
     """(name, uint8 RGB) of every image in a folder of model inputs (recursive), less the
     earlier results of predict.py in it (images.earlier_results), named in a note."""
-    import images
-    import sources
+    from superres import images, sources
 
     if not os.path.isdir(source):
         raise sources.DataError(f"--data {source!r}: no such folder")
@@ -136,13 +132,13 @@ def source_pairs(source, scale, limit=None, tfds_dir=None):
     read with NumPy (only tensorflow-datasets' DIV2K needs TensorFlow), and how many."""
     import itertools
 
-    import sources
+    from superres import sources
 
     files = sources.plan(source, "validation", scale, holdout=False)
     if files.kind != "tfds":
         count = len(files.pairs) + len(files.hr) + len(files.demo[0])
         return itertools.islice(sources.read_pairs(files, scale), limit), min(count, limit or count)
-    import tfquiet
+    from superres import tfquiet
 
     tfquiet.import_tensorflow()
     import data
@@ -157,8 +153,8 @@ def evaluate_source(net, source, scale, limit=None, with_rgb=False, save_dir=Non
     with ``no_reference`` a folder of inputs without ground truth)."""
     from tqdm import tqdm
 
-    import sources
-    from images import write_png
+    from superres import sources
+    from superres.images import write_png
 
     set_name = sources.source_name(source)
     rows = []
@@ -197,7 +193,7 @@ def summarize(rows):
 
 
 def format_table(results, scale):
-    import metrics
+    from superres import metrics
 
     first = next(iter(results.values()))["mean"]
     reference, with_rgb, with_niqe = ("model_psnr" in first, "model_psnr_rgb" in first,
@@ -230,7 +226,7 @@ def format_table(results, scale):
 
 
 def to_json(results, scale):
-    import metrics
+    from superres import metrics
 
     sets = {}
     for set_name, result in results.items():
@@ -268,8 +264,8 @@ def check_outputs_free(args):
 
 
 def evaluate(args):
-    import inference
-    from fileio import atomic_path, write_text
+    from superres import inference
+    from superres.fileio import atomic_path, write_text
 
     check_outputs_free(args)
     model_path = inference.resolve_model_path(args.model)
@@ -306,9 +302,8 @@ def main(argv=None):
     """Scores; TensorFlow is imported only for a model or data source that needs it
     (a .h5 run by Keras, tensorflow-datasets' DIV2K)."""
     args = parse_args(argv)
-    import inference
-    import sources
-    from messages import first_line
+    from superres import inference, sources
+    from superres.messages import first_line
 
     try:
         evaluate(args)

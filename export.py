@@ -18,8 +18,8 @@ import shutil
 import sys
 import tempfile
 
-from fileio import can_write_in, human_size, is_disk_full
-from messages import ArgumentParser
+from superres.fileio import can_write_in, human_size, is_disk_full
+from superres.messages import ArgumentParser
 
 FORMATS = ("saved_model", "tflite", "onnx", "h5")
 QUANTIZATIONS = ("none", "float16", "int8")
@@ -166,11 +166,11 @@ def quantize_onnx(float_path, path, crops):
 
 def stamp_onnx(path, source, quantize):
     """Record in an ONNX file which .h5 it was exported from (its SHA-256) and how it
-    was quantized: inference.py runs a .h5 by its float ONNX export only while the
+    was quantized: superres/inference.py runs a .h5 by its float ONNX export only while the
     two still match."""
     import onnx
 
-    import runtimes
+    from superres import runtimes
 
     proto = onnx.load(path)
     for key, value in (("source_sha256", runtimes.sha256(source)), ("quantize", quantize)):
@@ -199,7 +199,7 @@ def export_model(net, path, fmt, quantize="none", data="demo", count=64, source=
         spec = [keras.InputSpec(shape=(None, None, None, 3), dtype="float32")]
         keras_format = {"saved_model": "tf_saved_model", "tflite": "litert"}.get(fmt, fmt)
         exported = built if crops is None else os.path.join(work, "float.onnx")
-        import tfquiet
+        from superres import tfquiet
 
         if fmt == "h5":
             net.save(exported)
@@ -220,13 +220,13 @@ def export_model(net, path, fmt, quantize="none", data="demo", count=64, source=
 
 
 def with_input_colours(net, sigma, path):
-    import model as models
+    from superres.architectures import layers
 
-    if any(isinstance(layer, models.InputColours) for layer in net.layers):
+    if any(isinstance(layer, layers.InputColours) for layer in net.layers):
         raise ExportError(f"--input-colours: {path} keeps its input's colours already")
     print(f"input colours: the output's low frequencies (Gaussian of {sigma:g} LR pixels) "
           "are the input's")
-    return models.with_input_colours(net, sigma)
+    return layers.with_input_colours(net, sigma)
 
 
 def _chain(error):
@@ -238,11 +238,11 @@ def _chain(error):
 
 def main(argv=None):
     args = parse_args(argv)
-    import tfquiet
+    from superres import tfquiet
 
     tfquiet.import_tensorflow()
     import data
-    import inference
+    from superres import inference
 
     try:
         model_path = inference.resolve_model_path(args.model)

@@ -6,7 +6,7 @@
 
 Any size runs in bounded memory: the model works on overlapping tiles whose
 stitched result equals whole-image inference exactly.  Mode and bit depth
-follow the input (see images.py and the README).
+follow the input (see superres/images.py and the README).
 """
 
 import os
@@ -14,9 +14,9 @@ import sys
 
 import numpy as np
 
-from fileio import can_write_in
-from inference import BLENDS, RUNTIME_HELP, RUNTIMES
-from messages import ArgumentParser, UsageError, interrupted, some, stop_on_sigterm
+from superres.fileio import can_write_in
+from superres.inference import BLENDS, RUNTIME_HELP, RUNTIMES
+from superres.messages import ArgumentParser, interrupted, some, stop_on_sigterm, UsageError
 
 MIN_TILE = 32
 MAX_INPUT_MP = 100    # a larger input is refused unless --max-pixels allows it
@@ -91,7 +91,7 @@ def parse_args(argv=None):
 def expand_inputs(inputs, scale):
     """Files as given, folders as their image files (sorted, not recursive) less the
     earlier results of predict.py in them (images.earlier_results), named in a note."""
-    from images import IMAGE_EXTENSIONS, earlier_results, list_images
+    from superres.images import earlier_results, IMAGE_EXTENSIONS, list_images
 
     files = []
     for item in inputs:
@@ -153,7 +153,7 @@ def output_paths(files, inputs, output, scale):
 def check_targets(files, targets):
     """Refuse, before any work, outputs in a format we do not write, outputs that
     are one of the inputs, and folders that cannot be made or written."""
-    import images
+    from superres import images
 
     inputs = {os.path.realpath(f) for f in files}
     for target in targets:
@@ -177,7 +177,7 @@ def check_targets(files, targets):
 
 def remove_killed_writes(targets):
     """Temporary files that a killed earlier run left while writing these targets."""
-    from fileio import remove_leftover_temps
+    from superres.fileio import remove_leftover_temps
 
     for target in targets:
         stem = os.path.splitext(os.path.basename(target))[0]
@@ -188,9 +188,7 @@ def remove_killed_writes(targets):
 def upscaled_bands(net, image, tile=None, on_tile=None):
     """Upscale a UserImage one band of tile rows at a time; yields (row, band) with
     bands ready to write (uint8/uint16, mode as the input, alpha last)."""
-    import bicubic
-    import images
-    import inference
+    from superres import bicubic, images, inference
 
     scale = inference.model_scale(net)
     convert = images.to_uint16 if image.bits == 16 else images.to_uint8
@@ -219,7 +217,7 @@ class ComparisonFigure:
     same zoomed crop where the LR has most detail; gathered band by band."""
 
     def __init__(self, lr_rgb, scale, out_shape, crop=None):
-        import images
+        from superres import images
 
         self.lr8, self.scale = images.to_uint8(lr_rgb), scale
         crop = crop or max(8, min(48, min(self.lr8.shape[:2]) // 3))
@@ -242,8 +240,7 @@ class ComparisonFigure:
     def write(self, path, replace=True):
         from matplotlib.patches import Rectangle
 
-        import bicubic
-        import figures
+        from superres import bicubic, figures
 
         lr8, scale, crop, top, left = self.lr8, self.scale, self.crop, self.top, self.left
         # Bicubic only around the crop (with margin for the kernel), not the whole image.
@@ -323,7 +320,7 @@ class DiskTooFull(Exception):
 
 
 def _gigabytes(count):
-    from fileio import human_size
+    from superres.fileio import human_size
 
     return human_size(count)
 
@@ -333,7 +330,7 @@ def check_input_size(path, scale, max_mp=MAX_INPUT_MP):
     reading alone would not fit in memory."""
     import psutil
 
-    import images
+    from superres import images
 
     try:
         width, height = images.image_size(path)
@@ -365,7 +362,7 @@ def tile_bytes_per_pixel(net):
     figures above, or for a Keras model whose largest layer output is bigger (Real-ESRGAN
     x4plus: 64 channels at 4x the size, 4 KiB a pixel; it peaked at 16 KiB a pixel) four of
     those outputs."""
-    import runtimes
+    from superres import runtimes
 
     if isinstance(net, runtimes.Exported):
         return ARENA_TILE_BYTES_PER_PIXEL if net.format == "onnx" else TILE_BYTES_PER_PIXEL
@@ -383,7 +380,7 @@ def check_output_size(target, layout, tile, scale, radius=0, per_pixel=TILE_BYTE
 
     import psutil
 
-    import images
+    from superres import images
 
     height, width, channels, bits = layout
     whole = height * width * channels * bits // 8
@@ -411,9 +408,8 @@ def write_output(net, image, target, tile, compare=None, progress=None, replace=
     that another process wrote meanwhile is left alone (FileExistsError)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    import images
-    import inference
-    from fileio import atomic_path
+    from superres import images, inference
+    from superres.fileio import atomic_path
 
     scale = inference.model_scale(net)
     height, width, channels, bits = output_layout(image, scale)
@@ -454,8 +450,7 @@ def predict(args):
     """Upscale every input; returns the number of inputs that failed."""
     from tqdm import tqdm
 
-    import images
-    import inference
+    from superres import images, inference
 
     if args.blend:
         net, description = inference.blend_model(*args.blend, args.runtime)
@@ -535,7 +530,7 @@ def predict(args):
 def main(argv=None):
     stop_on_sigterm()
     args = parse_args(argv)
-    import inference   # TensorFlow only if the model runs in it (quietly: tfquiet)
+    from superres import inference   # TensorFlow only if the model runs in it (quietly: tfquiet)
 
     try:
         failures = predict(args)

@@ -5,24 +5,23 @@
     python train.py --data demo --out runs/demo
     python train.py --config configs/edsr_real_gan.toml --resume  # continue an interrupted run
 
-Settings are declared in settings.py, the run folder (--out: model.h5, last.h5,
-history.csv, loss_curves.png, config.json, resume state) is kept by runfolder.py,
-the losses are losses.py's and the loop is distribute.py's.
+Settings are declared in superres/training/settings.py, the run folder (--out: model.h5, last.h5,
+history.csv, loss_curves.png, config.json, resume state) is kept by superres/training/runfolder.py,
+the losses are superres/losses.py's and the loop is superres/training/distribute.py's.
 """
 
 import os
 import sys
 
-from messages import UsageError, interrupted, stop_on_sigterm
-from runfolder import RUN_FILES  # noqa: F401  (the run's files, for callers)
+from superres.messages import interrupted, stop_on_sigterm, UsageError
 
 
 def parse_args(argv=None):
     """The resolved settings (settings.TRAINING: defaults, --config file, flags)."""
-    import settings
+    from superres.training import settings
 
     def prepare(args):
-        import tfquiet
+        from superres import tfquiet
 
         # A cluster's strategy must be made before TensorFlow starts its devices.
         tfquiet.import_tensorflow(start_devices=args.distribute != "multiworker")
@@ -30,7 +29,7 @@ def parse_args(argv=None):
     args = settings.parse(argv, "Train an x4 super-resolution model (MSE + Adam by default).",
                           prepare)
     if args.bfloat16 and not args.xla:
-        import inference
+        from superres import inference
 
         # XLA rescues emulated bfloat16; where the CPU has it, oneDNN is faster alone.
         args.xla = not inference.native_bfloat16()
@@ -39,8 +38,8 @@ def parse_args(argv=None):
 
 def build_datasets(args):
     import data
-    import degradations
-    from fileio import can_write_in
+    from superres import degradations
+    from superres.fileio import can_write_in
 
     degradation = degradations.settings_from(args.realesrgan) \
         if args.degradation == "realesrgan" else None
@@ -102,13 +101,13 @@ def build_datasets(args):
 def teacher_datasets(args):
     """build_datasets for --teacher: its cache's pairs, topped up to --teacher-pairs."""
     import data
-    import teacher_cache
+    from superres import teacher_cache
 
     folder = args.teacher_cache or teacher_cache.default_folder(args.teacher)
     have = len(teacher_cache.pair_indices(folder))
     if have < args.teacher_pairs:
         print(f"making up to {args.teacher_pairs - have} teacher pairs in {folder} "
-              "(python teacher_cache.py makes thousands in the background)", flush=True)
+              "(python -m superres.teacher_cache makes thousands in the background)", flush=True)
         try:
             teacher_cache.fill(folder, args.teacher, args.teacher_pairs,
                                progress=lambda line: print(line, flush=True))
@@ -147,10 +146,7 @@ def compile_model(args):
     import model as models
 
     keras.utils.set_random_seed(args.seed)
-    options = {"kernel_initializer": args.kernel_initializer}
-    for option, setting in models.MODEL_SETTINGS.get(args.model, {}).items():
-        value = getattr(args, setting)
-        options[option] = tuple(value) if isinstance(value, list) else value
+    options = {"kernel_initializer": args.kernel_initializer, **models.options_from(args)}
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if args.bfloat16 else "float32")
     try:
         net = models.build_model(args.model, args.scale, **options)
@@ -176,9 +172,9 @@ def compile_discriminator(args):
         return None
     import keras
 
-    import model as models
+    from superres.architectures.unet_discriminator import unet_discriminator
 
-    critic = models.unet_discriminator(args.discriminator_width)
+    critic = unet_discriminator(args.discriminator_width)
     critic.compile(optimizer=keras.optimizers.Adam(args.discriminator_lr))
     critic.optimizer.build(critic.trainable_variables)
     return critic
@@ -186,7 +182,7 @@ def compile_discriminator(args):
 
 def training_loss(args, critic):
     """(the generator's loss, the discriminator's or None) of the settings."""
-    import losses
+    from superres import losses
 
     if not (args.adversarial_weight or args.perceptual_weight):
         return losses.from_settings(args), None
@@ -205,11 +201,8 @@ def last_epoch(args):
 
 def train(args):
     """Run (or resume) training; returns the history rows."""
-    import distribute
-    import metrics
-    import runfolder
-    import settings
-    import tfquiet
+    from superres import metrics, tfquiet
+    from superres.training import distribute, runfolder, settings
 
     import tensorflow as tf
 
@@ -255,7 +248,7 @@ def train(args):
                 {"discriminator": critic} if critic is not None else None,
                 "val_niqe" if perceptual else "val_psnr"))
             if args.tensorboard:
-                import tensorboard_log
+                from superres.training import tensorboard_log
 
                 callbacks.append(tensorboard_log.TensorBoardLog(
                     os.path.join(args.out, "tensorboard"), val_ds, args.scale))
@@ -292,15 +285,15 @@ def train(args):
 def start_from(net, path):
     """Load a trained plain model's weights into ``net`` (--init-from); a shallower
     edsr of the same width grows into a deeper one."""
-    import inference
-    import model as models
+    from superres import inference
+    from superres.architectures.edsr import deepen_from, edsr_blocks
 
     start = inference.load_model(path)
     try:
-        if 0 < models.edsr_blocks(start) < models.edsr_blocks(net):
-            models.deepen_from(net, start)
-            print(f"note: --init-from {path} has {models.edsr_blocks(start)} blocks; the "
-                  f"other {models.edsr_blocks(net) - models.edsr_blocks(start)} start as "
+        if 0 < edsr_blocks(start) < edsr_blocks(net):
+            deepen_from(net, start)
+            print(f"note: --init-from {path} has {edsr_blocks(start)} blocks; the "
+                  f"other {edsr_blocks(net) - edsr_blocks(start)} start as "
                   "identities", file=sys.stderr)
         else:
             net.set_weights(start.get_weights())
@@ -312,8 +305,8 @@ def main(argv=None):
     stop_on_sigterm()
     args = parse_args(argv)
     import data
-    import inference
-    from messages import first_line
+    from superres import inference
+    from superres.messages import first_line
 
     import tensorflow as tf
 
@@ -323,7 +316,7 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
     except tf.errors.OpError as error:  # a file that passed the checks but won't decode
-        import sources
+        from superres import sources
 
         culprit = next(filter(None, (sources.first_undecodable(d, args.scale)
                                      for d in (args.data, args.val_data) if d)), None)

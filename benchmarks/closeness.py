@@ -23,9 +23,8 @@ SHARED_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data"))
 
 def reference_outputs(reference, inputs, data):
     """x4plus's (or ``reference``'s) 8-bit output of every input, cached as PNG."""
-    import images
-    import inference
-    from fileio import cache_folder
+    from superres import images, inference
+    from superres.fileio import cache_folder
 
     key = hashlib.sha256(os.path.realpath(data).encode()).hexdigest()[:12]
     folder = cache_folder("reference", f"{reference}-{key}")
@@ -40,8 +39,7 @@ def reference_outputs(reference, inputs, data):
 
 
 def upscaler(name):
-    import bicubic
-    import inference
+    from superres import bicubic, inference
 
     if name == "bicubic":
         return lambda rgb: bicubic.upscale(rgb, 4)
@@ -57,11 +55,10 @@ def main(argv=None):
     parser.add_argument("--reference", default="realesrgan_x4plus")
     parser.add_argument("--per-image", action="store_true", help="also a row per image")
     args = parser.parse_args(argv)
-    import tfquiet
+    from superres import tfquiet
 
     tfquiet.import_tensorflow()
-    import images
-    import metrics
+    from superres import images, metrics
 
     paths = images.list_images(args.data)
     inputs = [(os.path.basename(p), images.to_uint8(images.read_image(p).rgb)) for p in paths]

@@ -2,7 +2,7 @@
 
     python benchmarks/export.py [--models three_conv,three_conv_64x32] [--repeats 3]
 
-For every shipped model: TensorFlow float32 (the .h5 through inference.py) and
+For every shipped model: TensorFlow float32 (the .h5 through superres/inference.py) and
 its exports made by export.py (SavedModel, LiteRT float32 / float16 / int8,
 ONNX float32 / int8), each scored by evaluate.py's code on Set5 / Set14 / B100 (PSNR-Y, 4-px
 shave, 8-bit outputs) and timed on the 1000x750 LR input of
@@ -54,7 +54,7 @@ def set_psnrs(net):
 def megapixels_per_second(net, lr, repeats):
     import timeit
 
-    from inference import super_resolve
+    from superres.inference import super_resolve
 
     run = lambda: super_resolve(net, lr, convert=None)  # noqa: E731
     run()                                                # warm-up
@@ -72,11 +72,11 @@ def main(argv=None):
                         help="int8 calibration images (export.py --data); default: the "
                              "training images, else demo")
     args = parser.parse_args(argv)
-    import tfquiet
+    from superres import tfquiet
 
     tfquiet.import_tensorflow()
     import export
-    import inference
+    from superres import inference
 
     calibration = args.calibration if os.path.isdir(args.calibration) else "demo"
     width, height = (int(v) for v in args.lr_size.split("x"))

@@ -85,7 +85,7 @@ def onnx_twin(net, h5_path, folder):
     """What predict.py runs by default: the .h5's own ONNX export if it ships one,
     else a fresh float ONNX export in ``folder``; None without ONNX Runtime."""
     import export
-    import runtimes
+    from superres import runtimes
 
     import importlib.util
 
@@ -114,14 +114,14 @@ def main(argv=None):
     parser.add_argument("--model", default=None,
                         help="a trained .h5 to measure (default: every shipped model)")
     args = parser.parse_args(argv)
-    import tfquiet
+    from superres import tfquiet
 
     tfquiet.import_tensorflow()   # without TensorFlow's start-up log
     import keras
     import tensorflow as tf
 
-    import inference
     import model as models
+    from superres import inference
 
     # Removed when main returns or the interpreter exits, an exception included.
     scratch = tempfile.TemporaryDirectory(prefix="sr_bench_")

@@ -57,7 +57,7 @@ def make_div2k_like(root, count, width=2040, height=1400):
     """``count`` HR/LR pairs in the official layout, each HR a 2x2 mosaic of photos."""
     from PIL import Image
 
-    import bicubic
+    from superres import bicubic
 
     photos = source_photos()
     hr_dir = os.path.join(root, "DIV2K_train_HR")
@@ -76,10 +76,9 @@ def hr_sizes(source):
     """(height, width) of every training HR image, read from the file headers."""
     from PIL import Image
 
-    import data
-    import images
+    from superres import images, sources
 
-    folder = os.path.join(source, "DIV2K_train_HR") if data.source_kind(source) == \
+    folder = os.path.join(source, "DIV2K_train_HR") if sources.source_kind(source) == \
         "div2k_local" else source
     sizes = []
     for path in images.list_images(folder, recursive=True):
@@ -119,7 +118,7 @@ def pipeline_rate(source, patches_per_image, warm_batches=300, batch=16, lr_patc
 def degradation_rate(batches=60, batch=16, patch=128):
     """Warm patches/s of the training pipeline with Real-ESRGAN's degradations."""
     import data
-    import degradations
+    from superres import degradations
 
     pairs = data.pair_dataset(os.path.join(SHARED_DATA, "train"), "train", holdout=False)
     stream = iter(data.training_dataset(pairs, patch, batch_size=batch,
@@ -153,7 +152,7 @@ def main(argv=None):
     parser.add_argument("--degradation", action="store_true",
                         help="only the realistic-degradation pipeline against edsr's step")
     args = parser.parse_args(argv)
-    import tfquiet
+    from superres import tfquiet
 
     tfquiet.import_tensorflow()
     if args.degradation:

@@ -80,7 +80,7 @@ def main(argv=None):
                         help="predict.py --runtime (default: its own, ONNX Runtime when the "
                              "model ships its export)")
     args = parser.parse_args(argv)
-    import images
+    from superres import images
 
     print(f"{cpu_line()}, tile {args.tile or 'default'}, "
           f"runtime {args.runtime or 'default'}")

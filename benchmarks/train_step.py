@@ -77,10 +77,9 @@ def loop_against_fit(steps, widths=(128, 64), batch=16):
     import keras
     import tensorflow as tf
 
-    import distribute
-    import losses
-    import metrics
     import model as models
+    from superres import losses, metrics
+    from superres.training import distribute
 
     rng = np.random.default_rng(0)
     lr = rng.uniform(size=(256, 16, 16, 3)).astype(np.float32)
@@ -142,11 +141,11 @@ def gan_step_seconds(steps, batch, d_width, perceptual, xla, hr_patch=128):
     import keras
     import tensorflow as tf
 
-    import distribute
-    import losses
-    import metrics
     import model as models
     import train
+    from superres import losses, metrics
+    from superres.architectures.unet_discriminator import unet_discriminator
+    from superres.training import distribute
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -157,7 +156,7 @@ def gan_step_seconds(steps, batch, d_width, perceptual, xla, hr_patch=128):
     net.optimizer.build(net.trainable_variables)
     critic = None
     if d_width:
-        critic = models.unet_discriminator(d_width)
+        critic = unet_discriminator(d_width)
         critic.compile(keras.optimizers.Adam(1e-4))
         critic.optimizer.build(critic.trainable_variables)
         # train.py's own settings for these flags, so the benchmark cannot miss one
@@ -207,8 +206,8 @@ def time_to_target(widths, target, max_minutes, total_steps, chunk=1000, xla=Fal
     import keras
 
     import data
-    import metrics
     import model as models
+    from superres import metrics
 
     keras.utils.set_random_seed(0)
     net = models.three_conv(4, widths)
@@ -246,7 +245,7 @@ def main(argv=None):
                         help="only the GAN step (U-Net D of widths 16, 32, 64) against L1")
     parser.add_argument("--xla", action="store_true", help="--gan-only: with XLA")
     args = parser.parse_args(argv)
-    import tfquiet
+    from superres import tfquiet
 
     tfquiet.import_tensorflow()   # without TensorFlow's start-up log
     from machine import print_cpu   # benchmarks/machine.py

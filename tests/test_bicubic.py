@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA, needs_shared_data, smooth_image
 
-import bicubic
+from superres import bicubic
 
 
 def test_kernel_is_keys_cubic_with_a_minus_half():

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 from conftest import SHARED_DATA, needs_shared_data, smooth_image, write_png
 
-import bicubic
 import data
+from superres import bicubic, sources
 
 
 def _materialize(dataset):
@@ -27,7 +27,7 @@ def div2k_root(tmp_path):
 
 
 def test_local_div2k_pairs(div2k_root):
-    assert data.source_kind(str(div2k_root)) == "div2k_local"
+    assert sources.source_kind(str(div2k_root)) == "div2k_local"
     train = _materialize(data.pair_dataset(str(div2k_root), "train"))
     valid = _materialize(data.pair_dataset(str(div2k_root), "validation"))
     assert [p["name"] for p in train] == [b"0001", b"0002", b"0003"]
@@ -233,7 +233,7 @@ def test_validation_crops_are_the_same_every_epoch():
 def test_degraded_batches_keep_their_static_shapes(tmp_path):
     """The discriminator's bilinear upsampling needs static shapes in a graph; the
     degradation ops alone would lose them."""
-    import degradations
+    from superres import degradations
 
     folder = tmp_path / "hr"
     folder.mkdir()

@@ -7,7 +7,7 @@ import tensorflow as tf
 from conftest import smooth_image
 from scipy import special
 
-import degradations as d
+from superres import degradations as d
 
 
 def _quadratic(size, sx, sy, theta):

@@ -32,7 +32,9 @@ def test_mirrored_on_two_devices_equals_one_device_and_trains(tmp_path):
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         import keras, numpy as np
-        import distribute, losses, metrics, model as models, train
+        import model as models, train
+        from superres import losses, metrics
+        from superres.training import distribute
 
         rng = np.random.default_rng(0)
         lr = rng.uniform(size=(48, 8, 8, 3)).astype(np.float32)

@@ -49,7 +49,7 @@ def test_json_csv_and_saved_images_agree_with_an_independent_scorer(model_path, 
     from PIL import Image
     from skimage.metrics import peak_signal_noise_ratio
 
-    import metrics
+    from superres import metrics
 
     out = tmp_path / "out"
     args = ["--model", model_path, "--data", hr_folder, "--rgb", "--json", str(out / "s.json"),
@@ -101,7 +101,7 @@ def test_existing_json_is_not_overwritten(model_path, hr_folder, tmp_path, capsy
 
 
 def test_shipped_weights_exist_and_load():
-    import inference
+    from superres import inference
 
     net = inference.load_model()             # the default: the strongest shipped model
     assert inference.model_scale(net) == 4
@@ -117,7 +117,7 @@ SET5_FLOORS = {"three_conv": 30.72, "three_conv_64x32": 30.4, "edsr": 31.55}
 @needs_shared_data
 @pytest.mark.parametrize("name", sorted(SET5_FLOORS))
 def test_shipped_weights_keep_their_set5_score(name):
-    import inference
+    from superres import inference
 
     if name not in inference.shipped_models():
         pytest.skip(f"{name} is not shipped (no {inference.shipped_path(name)})")
@@ -134,7 +134,7 @@ EDSR_FLOORS = {"Set14": 28.02, "B100": 27.31}
 
 @needs_shared_data
 def test_shipped_edsr_keeps_its_set14_and_b100_scores():
-    import inference
+    from superres import inference
 
     if "edsr" not in inference.shipped_models():
         pytest.skip(f"edsr is not shipped (no {inference.shipped_path('edsr')})")
@@ -149,9 +149,8 @@ def test_an_exported_model_is_scored_without_importing_tensorflow(hr_folder, tmp
     """An ONNX model on a folder and a benchmark-style folder: NumPy reads the pairs,
     ONNX Runtime runs the model, TensorFlow never loads; the scores equal the .h5's."""
     pytest.importorskip("onnxruntime")
-    import bicubic
     import export
-    import inference
+    from superres import bicubic, inference
 
     h5 = save_small_model(tmp_path, widths=(8, 8))
     onnx = str(tmp_path / "m.onnx")
@@ -180,7 +179,7 @@ def test_an_exported_model_is_scored_without_importing_tensorflow(hr_folder, tmp
 
 
 def test_niqe_columns_and_no_reference_scoring(model_path, hr_folder, tmp_path, capsys):
-    import metrics
+    from superres import metrics
 
     write_png(os.path.join(hr_folder, "large.png"), smooth_image(120, 200, seed=4))
     assert evaluate.main(["--model", model_path, "--data", hr_folder, "--niqe",
@@ -201,7 +200,7 @@ def test_niqe_columns_and_no_reference_scoring(model_path, hr_folder, tmp_path, 
     with open(tmp_path / "n.csv", newline="") as f:
         row = next(csv.DictReader(f))
     assert row["model_psnr"] == "" and float(row["model_niqe"]) > 0
-    from images import read_image, to_uint8
+    from superres.images import read_image, to_uint8
 
     sr = to_uint8(read_image(str(tmp_path / "sr" / "photos" / "p.png")).rgb)
     assert sr.shape == (120, 200, 3)
@@ -213,8 +212,7 @@ def test_niqe_columns_and_no_reference_scoring(model_path, hr_folder, tmp_path, 
 def test_gray_hr_with_an_rgb_lr_scores_both_upscales_on_luma(model_path, tmp_path):
     """A degraded set may pair a grayscale HR with a colour LR: bicubic and the model are
     both made gray by BT.601 luma, never one by its first channel."""
-    import bicubic
-    import metrics
+    from superres import bicubic, metrics
 
     gray = smooth_image(48, 48, seed=3)[..., 0]
     lr = bicubic.downscale(np.repeat(gray[..., None], 3, -1), 4).astype(np.int16)
@@ -244,8 +242,7 @@ TINT_LIMIT = 1.0
 @pytest.mark.parametrize("name, per_image", [("edsr", True), ("edsr_real", False),
                                              ("edsr_real_gan", True)])
 def test_shipped_photo_models_keep_the_colours_of_b100(name, per_image):
-    import bicubic
-    import inference
+    from superres import bicubic, inference
 
     if name not in inference.shipped_models():
         pytest.skip(f"{name} is not shipped (no {inference.shipped_path(name)})")
@@ -294,7 +291,7 @@ def test_a_model_that_does_not_upscale_is_refused(tmp_path, capsys):
 
 
 def test_lr_files_are_never_scored_as_hr(tmp_path):
-    import sources
+    from superres import sources
 
     folder = tmp_path / "set"
     write_png(str(folder / "HR" / "a.png"), smooth_image(48, 48))

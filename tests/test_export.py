@@ -6,9 +6,8 @@ import pytest
 from conftest import REPO, SHARED_DATA, one_line_error, smooth_image
 
 import export
-import inference
-import metrics
 import model as models
+from superres import inference, metrics
 
 FLOAT_FORMATS = [("saved_model", "none", 1e-5), ("tflite", "none", 1e-5),
                  ("tflite", "float16", 5e-3), ("onnx", "none", 1e-5)]
@@ -125,7 +124,7 @@ def test_a_h5_runs_by_its_own_onnx_export_beside_it(tmp_path, capsys):
     import onnx
 
     import predict
-    import runtimes
+    from superres import runtimes
     from conftest import save_small_model
 
     h5 = save_small_model(tmp_path)
@@ -156,7 +155,7 @@ def test_a_h5_runs_by_its_own_onnx_export_beside_it(tmp_path, capsys):
 
 
 def test_input_colours_export_adds_the_stage_to_a_h5_and_refuses_twice(tmp_path, capsys):
-    import runtimes
+    from superres import runtimes
     from conftest import save_small_model
 
     h5 = save_small_model(tmp_path)
@@ -183,7 +182,7 @@ def test_input_colours_export_adds_the_stage_to_a_h5_and_refuses_twice(tmp_path,
 
 @pytest.mark.parametrize("name", inference.SHIPPED)
 def test_shipped_onnx_exports_are_of_the_shipped_h5(name):
-    import runtimes
+    from superres import runtimes
 
     h5 = inference.shipped_path(name)
     twin = os.path.splitext(h5)[0] + ".onnx"

@@ -152,7 +152,7 @@ def test_full_disk_stops_with_one_line_and_resumes_after_space_is_freed(tmp_path
 def test_write_failing_with_no_space_mid_save_is_one_line(tmp_path, capsys, monkeypatch):
     """When the space check passes but a write still hits ENOSPC (another process
     filled the disk meanwhile), the same message, and the last epoch intact."""
-    import fileio
+    from superres import fileio
 
     with mounted_tmpfs(str(tmp_path / "disk"), "4m") as disk:
         out = os.path.join(disk, "run")
@@ -182,7 +182,7 @@ def test_out_and_cache_on_a_read_only_filesystem(tmp_path, capsys):
 # --------------------------------------------------------------------------- run folder
 
 def test_a_second_process_cannot_resume_a_running_run(tmp_path, capsys):
-    from fileio import lock_folder
+    from superres.fileio import lock_folder
 
     out = str(tmp_path / "run")
     assert train.main(DEMO + ["--epochs", "1", "--out", out]) == 0
@@ -318,7 +318,7 @@ def test_predict_write_failing_in_the_background_stops_with_one_line(small_model
                                                                      capsys, monkeypatch):
     import errno
 
-    import images
+    from superres import images
 
     photo = str(tmp_path / "in" / "tall.png")
     write_png(photo, smooth_image(100, 40, seed=3))       # four bands of 32 LR rows
@@ -450,7 +450,7 @@ def test_evaluate_limit_must_be_positive(limit, capsys):
 
 def _png16(path, image):
     """A 16-bit RGB PNG (Pillow cannot write one)."""
-    import images
+    from superres import images
 
     images.write_png(path, image.astype(np.uint16) * 257)
 
@@ -485,7 +485,7 @@ def _write_kind(folder, kind, rgb):
 @pytest.mark.parametrize("kind", ["png8", "png16", "png16_gray", "png_palette", "png_rgba",
                                   "tiff8", "tiff16_gray", "jpeg", "webp"])
 def test_every_decoder_refuses_a_truncated_file_in_one_line(kind, tmp_path):
-    import images
+    from superres import images
 
     path = _truncated(_write_kind(tmp_path, kind, smooth_image(64, 80, seed=7)))
     with pytest.raises(images.ImageReadError) as caught:
@@ -522,7 +522,7 @@ def test_inputs_of_one_stem_never_write_over_each_other(small_model, tmp_path, c
 
 
 def test_temporaries_of_a_live_writer_are_kept_and_a_dead_ones_removed(tmp_path):
-    import fileio
+    from superres import fileio
 
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -656,7 +656,7 @@ def test_a_wide_gamut_photo_keeps_its_colour_profile(small_model, tmp_path, caps
 
 def test_the_disk_check_asks_about_what_an_epoch_writes_and_comes_before_its_work(tmp_path,
                                                                                   capsys):
-    import runfolder
+    from superres.training import runfolder
 
     out = str(tmp_path / "run")
     assert train.main(DEMO + ["--epochs", "1", "--out", out]) == 0

@@ -1,13 +1,13 @@
-"""losses.py: the pixel losses, distillation, and the GAN's terms."""
+"""superres/losses.py: the pixel losses, distillation, and the GAN's terms."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import losses
-import model as models
-from metrics import YCBCR_ROWS
+from superres import losses
+from superres.architectures.unet_discriminator import unet_discriminator
+from superres.metrics import YCBCR_ROWS
 
 
 def test_pixel_loss_in_ycbcr_weights_chroma():
@@ -129,7 +129,7 @@ def test_colour_term_sees_block_means_not_texture():
 def test_generator_terms_are_named_and_weighted():
     import argparse
 
-    critic = models.unet_discriminator(4)
+    critic = unet_discriminator(4)
     settings = argparse.Namespace(unsharp_target=True, pixel_weight=2.0, loss="l1",
                                   chroma_weight=None, perceptual_weight=0.5,
                                   perceptual_layers=[0, 1, 0, 0, 0],

@@ -5,8 +5,8 @@ import numpy as np
 from conftest import smooth_image, write_png
 
 import evaluate
-import make_degraded_set
-from images import read_image, to_uint8
+from superres import make_degraded_set
+from superres.images import read_image, to_uint8
 
 
 def _hr_folder(tmp_path):

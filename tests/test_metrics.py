@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA, needs_shared_data, smooth_image
 
-import bicubic
-import metrics
+from superres import bicubic, metrics
 
 
 def test_y_is_matlab_rgb2ycbcr_unrounded():

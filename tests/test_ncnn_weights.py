@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA, smooth_image
 
-import inference
 import model as models
-import ncnn_weights
+from superres import inference, ncnn_weights
 
 
 def _blob_float16(values):
@@ -138,7 +137,7 @@ def test_published_weights_match_real_esrgans_own_runtime(name, index, crop, tmp
                                                           monkeypatch):
     from PIL import Image
 
-    import tfquiet
+    from superres import tfquiet
 
     Realesrgan = _ncnn_runtime()
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))       # converted anew, into tmp

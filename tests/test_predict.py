@@ -6,11 +6,9 @@ import pytest
 from conftest import run_python, smooth_image
 from PIL import Image
 
-import images
-import inference
 import model as models
 import predict
-import runtimes
+from superres import images, inference, runtimes
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +125,7 @@ def test_grayscale_stays_grayscale(model_path, tmp_path):
 
 
 def test_rgba_keeps_upscaled_alpha(model_path, tmp_path):
-    import bicubic
+    from superres import bicubic
 
     rgba = np.concatenate([smooth_image(12, 14), np.full((12, 14, 1), 255, np.uint8)], -1)
     rgba[:6, :, 3] = 0
@@ -499,7 +497,7 @@ def test_model_by_shipped_name_and_strongest_default(model_path, tmp_path, monke
 
 
 def test_onnx_runtime_is_counted_with_its_arena(tmp_path):
-    import runtimes
+    from superres import runtimes
 
     run = lambda image: np.zeros((4 * image.shape[0], 4 * image.shape[1], 3), np.float32)  # noqa: E731
     onnx_like = runtimes.Exported(str(tmp_path / "m.onnx"), "onnx", run, radius=4)
@@ -551,7 +549,7 @@ def blendable_models(tmp_path_factory):
 
 @pytest.mark.parametrize("runtime", ["auto", "tensorflow"])
 def test_a_blend_is_the_model_of_the_blended_weights(blendable_models, runtime):
-    import inference
+    from superres import inference
 
     _, (a, b, _) = blendable_models
     lr = np.random.default_rng(0).uniform(size=(9, 11, 3)).astype(np.float32)
@@ -573,7 +571,7 @@ def test_a_blend_is_the_model_of_the_blended_weights(blendable_models, runtime):
 @pytest.mark.parametrize("runtime", ["auto", "tensorflow"])
 def test_a_blend_with_a_model_that_keeps_its_input_colours_keeps_them(blendable_models,
                                                                        runtime):
-    import inference
+    from superres import inference
 
     _, (_, b, c) = blendable_models
     lr = np.random.default_rng(0).uniform(size=(9, 11, 3)).astype(np.float32)
@@ -590,7 +588,7 @@ def test_a_blend_with_a_model_that_keeps_its_input_colours_keeps_them(blendable_
 
 
 def test_models_of_two_architectures_are_not_blended(blendable_models, tmp_path):
-    import inference
+    from superres import inference
 
     _, (a, _, _) = blendable_models
     other = str(tmp_path / "wider.h5")
@@ -604,7 +602,7 @@ def test_models_of_two_architectures_are_not_blended(blendable_models, tmp_path)
                                              ("--detail", "edsr_real", "edsr_real_gan")])
 def test_a_blend_knob_blends_its_shipped_pair_and_says_so(blendable_models, knob, low, high,
                                                           tmp_path, monkeypatch, capsys):
-    import inference
+    from superres import inference
 
     folder, _ = blendable_models
     monkeypatch.setattr(inference, "WEIGHTS_DIR", str(folder))

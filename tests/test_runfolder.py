@@ -1,10 +1,10 @@
-"""runfolder.py: one committed state for all of a run's networks."""
+"""superres/training/runfolder.py: one committed state for all of a run's networks."""
 
 import os
 
 import numpy as np
 
-import runfolder
+from superres.training import runfolder
 
 
 def _net(width, seed):

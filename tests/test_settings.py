@@ -1,4 +1,4 @@
-"""settings.py: one declaration per setting; recipes as files; old run folders resume."""
+"""superres/training/settings.py: one declaration per setting; recipes as files; old run folders resume."""
 
 import csv
 import json
@@ -7,8 +7,8 @@ import os
 import pytest
 from conftest import REPO
 
-import settings
 import train
+from superres.training import settings
 
 # Each shipped recipe and the config.json of the run it reproduces.
 RECIPES = [("three_conv_x4", "weights/three_conv_x4.config.json"),
@@ -146,7 +146,7 @@ def test_help_lists_every_command_line_setting_in_its_group(capsys):
 
 
 def test_a_run_folder_of_the_previous_train_py_still_resumes(tmp_path, capsys):
-    """A run written before settings.py (config.json with 'init', without the settings
+    """A run written before superres/training/settings.py (config.json with 'init', without the settings
     added since) resumes; one with another value of a setting is refused in one line."""
     out = str(tmp_path / "old")
     assert train.main(DEMO + ["--epochs", "1", "--out", out]) == 0

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA, run_python, save_small_model, smooth_image, write_png
 
-import teacher_cache
+from superres import teacher_cache
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def teacher(tmp_path_factory):
 
 def test_pairs_are_the_teachers_output_on_degraded_crops_and_a_function_of_the_index(
         photos, teacher, tmp_path):
-    import inference
+    from superres import inference
 
     first, second = str(tmp_path / "a"), str(tmp_path / "b")
     assert teacher_cache.fill(first, teacher, 6, sources=[photos]) == 6
@@ -60,7 +60,7 @@ def test_a_cache_of_other_settings_is_refused(photos, teacher, tmp_path):
     teacher_cache.fill(folder, teacher, 2, sources=[photos])
     with pytest.raises(teacher_cache.CacheError, match=r"other settings \(seed\)"):
         teacher_cache.fill(folder, teacher, 2, seed=1, sources=[photos])
-    result = run_python(["teacher_cache.py", "--teacher", teacher, "--out", folder,
+    result = run_python(["-m", "superres.teacher_cache", "--teacher", teacher, "--out", folder,
                          "--count", "3", "--seed", "1", "--sources", photos])
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {folder} was made with")
@@ -85,7 +85,7 @@ def test_train_builds_a_small_cache_from_the_shared_training_images(teacher, tmp
 
 
 def test_a_teacher_that_is_not_a_model_is_one_line(photos, tmp_path):
-    result = run_python(["teacher_cache.py", "--teacher", "no_such_model", "--out",
+    result = run_python(["-m", "superres.teacher_cache", "--teacher", "no_such_model", "--out",
                          str(tmp_path / "c"), "--count", "2", "--sources", photos])
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

@@ -12,6 +12,7 @@ import pytest
 from conftest import REPO, run_python
 
 import train
+from superres.training import runfolder
 
 DEMO_ARGS = ["--data", "demo", "--steps-per-epoch", "6", "--batch-size", "4",
              "--val-crops", "2", "--patches-per-image", "2"]
@@ -30,7 +31,7 @@ def demo_run(tmp_path_factory):
 
 
 def test_demo_run_writes_the_five_files(demo_run):
-    for name in train.RUN_FILES:
+    for name in runfolder.RUN_FILES:
         assert os.path.getsize(os.path.join(demo_run, name)) > 0, name
     assert _epochs(demo_run) == [1, 2]
     with open(os.path.join(demo_run, "history.csv"), newline="") as f:
@@ -48,7 +49,7 @@ def test_demo_run_writes_the_five_files(demo_run):
 def test_saved_model_reproduces_outputs_in_a_new_process(demo_run, tmp_path):
     import keras
 
-    import model  # noqa: F401
+    from superres.architectures import layers  # noqa: F401  (registers the custom layers)
 
     net = keras.models.load_model(os.path.join(demo_run, "model.h5"))
     lr = np.random.default_rng(0).uniform(size=(1, 10, 13, 3)).astype(np.float32)
@@ -159,7 +160,7 @@ def test_a_model_taught_by_itself_through_the_teacher_cache_stays_close(tmp_path
     model taught by itself starts at its own outputs (8-bit rounding apart); here one that
     paints every pixel mid-grey, far from any HR."""
     import model as models
-    import teacher_cache
+    from superres import teacher_cache
     from conftest import smooth_image, write_png
 
     grey = models.three_conv(4)
@@ -233,7 +234,7 @@ PLAIN_LAYERS = ["InputLayer", "Conv2D", "Conv2D", "Conv2D", "DepthToSpace"]
 def _layer_classes(path):
     import keras
 
-    import model  # noqa: F401
+    from superres.architectures import layers  # noqa: F401  (registers the custom layers)
 
     return [layer.__class__.__name__ for layer in keras.models.load_model(path).layers]
 
@@ -289,7 +290,7 @@ def test_edsr_in_bfloat16_saves_float32_models_and_resumes(tmp_path):
                                                     (["avx512_bf16"], ["--xla"], True)])
 def test_bfloat16_uses_xla_only_where_the_cpu_emulates_it(cpu_bfloat16, flags, xla,
                                                           monkeypatch):
-    import inference
+    from superres import inference
 
     monkeypatch.setattr(inference, "native_bfloat16", lambda: cpu_bfloat16)
     assert train.parse_args(["--bfloat16"] + flags).xla is xla

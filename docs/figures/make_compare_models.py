@@ -31,7 +31,7 @@ def parse_args(argv=None):
 
 def crop_psnr(hr, test, scale):
     """PSNR-Y of a crop, shaving the scale-pixel border as the benchmark scores do."""
-    import metrics
+    from superres import metrics
 
     return metrics.psnr(metrics.shave(metrics.rgb_to_y(hr), scale),
                         metrics.shave(metrics.rgb_to_y(test), scale))
@@ -39,9 +39,7 @@ def crop_psnr(hr, test, scale):
 
 def panels(folder, name, models, crop=None, scale=4):
     """[(title, uint8 crop)] for bicubic, each model and HR."""
-    import bicubic
-    import images
-    import inference
+    from superres import bicubic, images, inference
     from predict import busiest_window
 
     hr = images.to_uint8(images.read_image(os.path.join(folder, "HR", f"{name}.png")).rgb)
@@ -60,7 +58,7 @@ def panels(folder, name, models, crop=None, scale=4):
 
 
 def draw(figure_panels, title, path):
-    import figures
+    from superres import figures
 
     fig, axes = figures.subplots(1, len(figure_panels), figsize=(3.2 * len(figure_panels), 3.6))
     for axis, (label, crop) in zip(axes, figure_panels):
@@ -75,11 +73,10 @@ def draw(figure_panels, title, path):
 def main(argv=None):
     args = parse_args(argv)
     crop = tuple(int(v) for v in args.crop.split(",")) if args.crop else None
-    import tfquiet
+    from superres import tfquiet
 
     tfquiet.import_tensorflow()
-    import images
-    import inference
+    from superres import images, inference
 
     try:
         figure_panels = panels(args.folder, args.image, args.models, crop)

@@ -22,14 +22,12 @@ def main(argv=None):
     parser.add_argument("-o", "--out", default="docs/figures/degradations.png")
     parser.add_argument("--rows", type=int, default=4, help="degraded rows")
     args = parser.parse_args(argv)
-    import tfquiet
+    from superres import tfquiet
 
     tf = tfquiet.import_tensorflow()
     import numpy as np
 
-    import degradations
-    import figures
-    import images
+    from superres import degradations, figures, images
 
     crops = []
     for name in IMAGES:

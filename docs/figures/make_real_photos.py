@@ -44,7 +44,7 @@ def parse_args(argv=None):
 
 
 def read_lr(folder, name):
-    import images
+    from superres import images
 
     matches = [f for f in images.list_images(folder)
                if os.path.splitext(os.path.basename(f))[0] == name]
@@ -55,16 +55,14 @@ def read_lr(folder, name):
 
 def upscaled_crop(net, lr, window):
     """(whole-image NIQE, the crop of the output) of ``net`` (None: bicubic) on ``lr``."""
-    import bicubic
-    import inference
-    import metrics
+    from superres import bicubic, inference, metrics
 
     out = bicubic.upscale(lr, SCALE) if net is None else inference.super_resolve(net, lr)
     return metrics.niqe_of(out), out[window]
 
 
 def rows(args, crops):
-    import inference
+    from superres import inference
     from predict import busiest_window
 
     def window(lr, name):
@@ -96,7 +94,7 @@ def rows(args, crops):
 
 
 def draw(grid, title, path):
-    import figures
+    from superres import figures
 
     columns = max(len(r) for r in grid)
     fig, axes = figures.subplots(len(grid), columns, figsize=(3.0 * columns, 3.3 * len(grid)),
@@ -118,11 +116,10 @@ def main(argv=None):
     for spec in args.crop:
         name, _, place = spec.partition(":")
         crops[name] = tuple(int(v) for v in place.split(","))
-    import tfquiet
+    from superres import tfquiet
 
     tfquiet.import_tensorflow()
-    import images
-    import inference
+    from superres import images, inference
 
     try:
         grid = rows(args, crops)

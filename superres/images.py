@@ -76,7 +76,7 @@ def image_size(path, verify=False):
     CRC), a fraction of a decode's cost.  ImageReadError if it is not an image."""
     from PIL import Image
 
-    from messages import first_line
+    from superres.messages import first_line
 
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
@@ -126,7 +126,7 @@ def _png_bit_depth(path):
 
 def _read_png16(path):
     """16-bit PNGs (Pillow reduces 16-bit RGB to 8 bits): decode with TensorFlow."""
-    import tfquiet
+    from superres import tfquiet
 
     tf = tfquiet.import_tensorflow()
 
@@ -135,7 +135,7 @@ def _read_png16(path):
     try:
         array = tf.io.decode_png(data, channels=0, dtype=tf.uint16).numpy()
     except tf.errors.OpError as error:   # truncated or corrupt
-        from messages import first_line
+        from superres.messages import first_line
 
         raise ImageReadError(f"{path}: not a readable image ({first_line(error.message)})") \
             from None
@@ -210,7 +210,7 @@ def _read_pixels(path, keep_8bit=False):
             return UserImage(rgb, alpha, gray, 8)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError,
             SyntaxError, struct.error, zlib.error) as error:
-        from messages import first_line
+        from superres.messages import first_line
 
         raise ImageReadError(f"{path}: not a readable image ({first_line(error)})") from None
 
@@ -293,7 +293,7 @@ def write_image(path, array, icc=None, replace=True):
     if name == "PNG":
         write_png(path, array, icc, replace)
         return note
-    from fileio import atomic_path
+    from superres.fileio import atomic_path
 
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
@@ -317,7 +317,7 @@ def write_image(path, array, icc=None, replace=True):
 def write_png(path, array, icc=None, replace=True):
     """Write a uint8 or uint16 array with 1, 2, 3 or 4 channels as PNG, atomically
     (PngStream's encoder: no TensorFlow needed), with an ICC profile if given."""
-    from fileio import atomic_path
+    from superres.fileio import atomic_path
 
     array = np.asarray(array)
     if array.ndim == 2:

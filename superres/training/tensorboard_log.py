@@ -25,7 +25,7 @@ class TensorBoardLog(keras.callbacks.Callback):
 
     @staticmethod
     def _bicubic(lr, scale):
-        import bicubic
+        from superres import bicubic
 
         return np.clip(bicubic.imresize(lr, scale=scale), 0.0, 1.0)
 
@@ -34,7 +34,7 @@ class TensorBoardLog(keras.callbacks.Callback):
 
         logs = logs or {}
         learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        from runfolder import averaged_weights
+        from superres.training.runfolder import averaged_weights
 
         with averaged_weights(self.model) as net:   # what model.h5 holds
             sr = np.clip(np.asarray(net(self.lr, training=False), np.float32), 0.0, 1.0)

@@ -8,11 +8,10 @@ import sys
 
 import numpy as np
 
-import runtimes
-from messages import first_line
-from images import to_uint8
+from superres import REPO_DIR, runtimes
+from superres.images import to_uint8
+from superres.messages import first_line
 
-REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 WEIGHTS_DIR = os.path.join(REPO_DIR, "weights")
 # Shipped models by name, strongest first: the default is the first one present.
 SHIPPED = ("edsr", "edsr_real", "edsr_real_gan", "three_conv", "three_conv_64x32")
@@ -58,7 +57,7 @@ def resolve_model_path(model=None):
         return model
     if model in shipped:
         return shipped_path(model)
-    import ncnn_weights
+    from superres import ncnn_weights
 
     if model in ncnn_weights.PUBLISHED:
         try:
@@ -80,7 +79,7 @@ RUNTIME_HELP = ("auto: a .h5 model with its own ONNX export beside it (NAME.onnx
 def describe(path, net=None):
     """How the CLIs name the model they use: the shipped name, else the path; and
     the ONNX export that runs it, if one does, or bfloat16 if it computes in it."""
-    import ncnn_weights
+    from superres import ncnn_weights
 
     label = path
     for name in SHIPPED:
@@ -185,12 +184,12 @@ def blend_model(knob, strength, runtime="auto"):
 
 def _import_keras():
     """Keras with the project's layers registered, TensorFlow started quietly."""
-    import tfquiet
+    from superres import tfquiet
 
     tfquiet.import_tensorflow()
     import keras
 
-    import model as _registers_custom_layers  # noqa: F401
+    from superres.architectures import layers  # noqa: F401  (registers the custom layers)
 
     return keras
 
@@ -252,9 +251,10 @@ def model_scale(net):
     """The upscaling factor of a model (its output size / input size)."""
     if isinstance(net, runtimes.Exported):
         return net.scale
-    import model as models
+    from superres.architectures.layers import DepthToSpace
+
     for layer in net.layers:
-        if isinstance(layer, models.DepthToSpace):
+        if isinstance(layer, DepthToSpace):
             return layer.block_size
     probe = net(np.zeros((1, 8, 8, 3), np.float32), training=False)
     return int(probe.shape[1]) // 8

@@ -1,11 +1,11 @@
 """Turn a folder of HR images into a fixed test set under realistic degradation.
 
-    python make_degraded_set.py ../shared/data/B100 -o runs/degraded/B100 --seed 0
+    python -m superres.make_degraded_set ../shared/data/B100 -o runs/degraded/B100 --seed 0
     python evaluate.py --model edsr --data runs/degraded/B100
 
 Writes OUT/HR/NAME.png (each image cropped to a multiple of the scale) and
 OUT/LR_realesrgan_X4/NAME.png, its LR by Real-ESRGAN's second-order model
-(degradations.py) with the published ranges, or those of a config file's
+(superres/degradations.py) with the published ranges, or those of a config file's
 [realesrgan] table.  Each image's draws come from the seed and its name, so the
 same command rebuilds the same set, and adding an image changes no other.
 OUT/degradation.json records the seed and the settings.
@@ -17,7 +17,7 @@ import os
 import sys
 import zlib
 
-from messages import ArgumentParser, UsageError
+from superres.messages import ArgumentParser, UsageError
 
 
 def parse_args(argv=None):
@@ -40,8 +40,8 @@ def parse_args(argv=None):
 
 def degradation_settings(config):
     """degradations.Settings from a config file's [realesrgan] table (or the defaults)."""
-    import degradations
-    import settings
+    from superres import degradations
+    from superres.training import settings
 
     if config is None:
         return degradations.Settings()
@@ -64,10 +64,8 @@ def make_set(source, out, seed=0, config=None, scale=4, overwrite=False):
     import tensorflow as tf
     from tqdm import tqdm
 
-    import degradations
-    import images
-    import sources
-    from fileio import can_write_in, write_text
+    from superres import degradations, images, sources
+    from superres.fileio import can_write_in, write_text
 
     folder = os.path.join(source, "HR") if os.path.isdir(os.path.join(source, "HR")) else source
     if not os.path.isdir(folder):
@@ -105,11 +103,10 @@ def make_set(source, out, seed=0, config=None, scale=4, overwrite=False):
 
 def main(argv=None):
     args = parse_args(argv)
-    import tfquiet
+    from superres import tfquiet
 
     tfquiet.import_tensorflow()
-    import images
-    import sources
+    from superres import images, sources
 
     try:
         count = make_set(args.source, args.out, args.seed, args.config, args.scale,

@@ -16,7 +16,7 @@ def save(fig, path, dpi=100, replace=True):
     there by then, else FileExistsError), then close it."""
     import matplotlib.pyplot as plt
 
-    from fileio import atomic_path
+    from superres.fileio import atomic_path
 
     try:
         with atomic_path(path, replace) as tmp:

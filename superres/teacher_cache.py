@@ -1,6 +1,6 @@
 """A teacher's outputs on degraded training crops, computed once and kept on disk.
 
-    python teacher_cache.py --teacher realesrgan_x4plus --count 4000      # resumable
+    python -m superres.teacher_cache --teacher realesrgan_x4plus --count 4000      # resumable
 
 Each pair ``pair-NNNNNN.npz`` holds a degraded LR crop, the teacher's x4 output on it and the
 HR crop it was made from.  Pair ``i`` is a function of (seed, i) alone: which training image,
@@ -23,9 +23,9 @@ import time
 
 import numpy as np
 
-from messages import ArgumentParser, interrupted, stop_on_sigterm
+from superres import REPO_DIR
+from superres.messages import ArgumentParser, interrupted, stop_on_sigterm
 
-REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 SHARED_TRAIN = [os.path.normpath(os.path.join(REPO_DIR, "..", "shared", "data", name))
                 for name in ("train", "train_more")]
 LR_SIDE = 96          # LR crop side; the teacher's output is 4x that
@@ -40,14 +40,14 @@ class CacheError(Exception):
 
 def default_folder(teacher):
     """Where a teacher's cache lives unless told otherwise (fileio.cache_folder)."""
-    from fileio import cache_folder
+    from superres.fileio import cache_folder
 
     return cache_folder("teacher", os.path.splitext(os.path.basename(teacher))[0])
 
 
 def source_images(folders):
     """Every training image under ``folders`` (recursively), sorted, as (path, width, height)."""
-    import images
+    from superres import images
 
     found = []
     for folder in folders:
@@ -78,8 +78,7 @@ def degrade(hr, kind, seed_pair):
     """The LR of a uint8 HR crop: ``mild`` (MATLAB bicubic, one JPEG) or ``realesrgan``."""
     import tensorflow as tf
 
-    import bicubic
-    import degradations
+    from superres import bicubic, degradations
 
     if kind == "realesrgan":
         return degradations.degrade(tf.constant(hr), tf.constant(seed_pair, tf.int64)).numpy()
@@ -99,7 +98,7 @@ def ncnn_teacher(name):
             from None
     from PIL import Image
 
-    from tfquiet import quiet_stderr
+    from superres.tfquiet import quiet_stderr
 
     models = {"realesrgan_x4plus": 4, "realesr_animevideov3": 2}
     if name not in models:
@@ -115,7 +114,7 @@ def ncnn_teacher(name):
 
 def keras_teacher(name):
     """Any model ``inference.load_model`` takes (a shipped name or a file), uint8 -> uint8."""
-    import inference
+    from superres import inference
 
     try:
         net = inference.load_model(name, runtime="auto")
@@ -141,7 +140,7 @@ def pair_indices(folder):
 
 def check_metadata(folder, metadata):
     """Write ``cache.json`` into a new cache, or refuse one made with other settings."""
-    from fileio import write_text
+    from superres.fileio import write_text
 
     path = os.path.join(folder, "cache.json")
     if os.path.exists(path):
@@ -159,8 +158,8 @@ def check_metadata(folder, metadata):
 
 def fill(folder, teacher, count, seed=0, runtime="auto", sources=None, progress=print):
     """Make pairs 0..count-1 that ``folder`` lacks; returns how many it made."""
-    import images
-    from fileio import atomic_path, remove_leftover_temps
+    from superres import images
+    from superres.fileio import atomic_path, remove_leftover_temps
 
     folders = sources or SHARED_TRAIN
     found = source_images(folders)
@@ -212,11 +211,10 @@ def main(argv=None):
     if args.count < 1:
         parser.error("--count must be at least 1")
     stop_on_sigterm()
-    import tfquiet
+    from superres import tfquiet
 
     tfquiet.import_tensorflow()
-    import images
-    import inference
+    from superres import images, inference
 
     folder = args.out or default_folder(args.teacher)
     try:

@@ -53,7 +53,7 @@ def make_train_step(strategy, net, loss_fn, psnr_fn, global_batch, xla=False,
                     discriminator=None, discriminator_loss=None):
     """One distributed step: each replica's share of the global batch, gradients
     summed across replicas by the Keras optimizer.  ``loss_fn(lr, hr, sr)`` gives
-    one loss per patch, or named terms of it (losses.py).  With a ``discriminator``
+    one loss per patch, or named terms of it (superres/losses.py).  With a ``discriminator``
     (compiled with its own optimizer) the step then trains it on ``discriminator_loss(hr,
     sr)`` with the same outputs, as Real-ESRGAN does.  Returns {"loss", "psnr", each term,
     "d_loss"}: global means over the batch (PSNR always against HR)."""
@@ -108,7 +108,7 @@ def evaluate(net, val_ds, loss_fn, psnr_fn, forward=None, niqe_crops=0):
     import numpy as np
     import tensorflow as tf
 
-    import metrics
+    from superres import metrics
 
     forward = forward or tf.function(lambda lr: net(lr, training=False), reduce_retracing=True)
     loss_sum = psnr_sum = count = 0.0
@@ -165,7 +165,7 @@ def fit(strategy, net, dataset_fn, val_ds, *, epochs, steps_per_epoch, initial_e
         global_batch, loss, psnr_fn, callbacks, xla=False, verbose=True, discriminator=None,
         discriminator_loss=None, val_niqe_crops=0):
     """Train ``net`` (built under ``strategy.scope()``) from ``initial_epoch`` to
-    ``epochs`` on ``loss(lr, hr, sr)`` (per patch, or named terms; losses.py), with a
+    ``epochs`` on ``loss(lr, hr, sr)`` (per patch, or named terms; superres/losses.py), with a
     ``discriminator`` trained on ``discriminator_loss`` beside it.
     ``dataset_fn(input_context, epoch)`` gives one input pipeline's batches of per-replica
     size for one epoch: made anew each epoch, so that an epoch's batches depend on the epoch
@@ -175,7 +175,7 @@ def fit(strategy, net, dataset_fn, val_ds, *, epochs, steps_per_epoch, initial_e
     Returns False if a NaN or infinite loss stopped it."""
     import tensorflow as tf
 
-    from runfolder import averaged_weights
+    from superres.training.runfolder import averaged_weights
 
     forward = tf.function(lambda lr: net(lr, training=False), reduce_retracing=True)
     step = make_train_step(strategy, net, loss, psnr_fn, global_batch, xla, discriminator,

@@ -6,7 +6,7 @@ pixel model's loss, or a GAN generator's named terms ({"l1": ..., "perceptual": 
 
 import tensorflow as tf
 
-from metrics import YCBCR_ROWS
+from superres.metrics import YCBCR_ROWS
 
 
 def pixel(name="mse", chroma_weight=None):

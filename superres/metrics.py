@@ -19,6 +19,8 @@ import os
 
 import numpy as np
 
+from superres import REPO_DIR
+
 CONVENTION = ("PSNR/SSIM on Y (ITU-R BT.601, MATLAB rgb2ycbcr), {scale}-pixel border shaved, "
               "8-bit outputs; SSIM 11x11 Gaussian (sigma 1.5), K1=0.01, K2=0.03; "
               "bicubic = MATLAB imresize (antialiased Keys cubic, a=-0.5)")
@@ -125,7 +127,7 @@ def make_psnr_y_metric(scale):
 def rgb_to_gray(image):
     """8-bit grayscale of an 8-bit RGB image by the same BT.601 luma as ``rgb_to_y``
     (full range, so a gray image gives back its own values)."""
-    from images import luma, to_uint8
+    from superres.images import luma, to_uint8
 
     return to_uint8(luma(np.asarray(image, np.float32) / 255.0))
 
@@ -134,7 +136,7 @@ def rgb_to_gray(image):
 
 # The published pristine model of MATLAB's niqe release (mu 1x36, cov 36x36, the 7x7
 # Gaussian window), as BasicSR ships it; source in weights/SOURCES.md.
-NIQE_PARAMS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights",
+NIQE_PARAMS = os.path.join(REPO_DIR, "weights",
                            "niqe_pris_params.npz")
 NIQE_BLOCK = 96
 NIQE_CONVENTION = ("NIQE (Mittal et al. 2013, MATLAB's pristine model) of the x4 outputs' Y "
@@ -199,7 +201,7 @@ def niqe_features(gray):
     in 0..255, one row per block (at least two blocks; no border crop)."""
     from scipy.ndimage import correlate
 
-    import bicubic
+    from superres import bicubic
 
     window = _niqe_model()[2]
     image = np.asarray(gray, np.float64)

@@ -21,7 +21,7 @@ import platform
 import sys
 import time
 
-from messages import UsageError
+from superres.messages import UsageError
 
 RUN_FILES = ("model.h5", "last.h5", "history.csv", "loss_curves.png", "config.json")
 HISTORY_FIELDS = ("epoch", "loss", "val_loss", "psnr", "val_psnr", "lr", "seconds")
@@ -79,7 +79,7 @@ def _read_config(path):
 
 def lock(out):
     """Make ``out`` and hold its lock for the life of the process (a descriptor)."""
-    from fileio import FolderLocked, lock_folder
+    from superres.fileio import FolderLocked, lock_folder
 
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"--out {out} is a file; give a folder for the run")
@@ -111,7 +111,7 @@ def prepare(out, resume, epochs, settings, differences, config_file=None, restar
     history rows, {network: weights path}).  ``differences(saved settings)`` lists the
     settings --resume refuses; config.json is written (or its resume log extended).
     ``restart`` first discards what the folder holds of a run."""
-    from fileio import write_text
+    from superres.fileio import write_text
 
     if restart:
         discard(out)
@@ -163,7 +163,7 @@ def prepare(out, resume, epochs, settings, differences, config_file=None, restar
 def remove_leftovers(out):
     """Temporary files of killed atomic writes, and resume weights that no committed
     state.json names (a kill during their write leaves them partial)."""
-    from fileio import remove_leftover_temps
+    from superres.fileio import remove_leftover_temps
 
     state_dir = os.path.join(out, "state")
     remove_leftover_temps(out)
@@ -189,7 +189,7 @@ def read_history(path, last_epoch):
 
 
 def write_history(path, rows):
-    from fileio import atomic_path
+    from superres.fileio import atomic_path
 
     fields = list(HISTORY_FIELDS) + sorted({k for r in rows for k in r} - set(HISTORY_FIELDS))
     with atomic_path(path) as tmp:
@@ -203,7 +203,7 @@ def write_history(path, rows):
 def plot_loss_curves(path, rows, title):
     """Training and validation loss per epoch and validation PSNR; a GAN run's generator
     terms and discriminator loss, and validation NIQE, when the history has them."""
-    import figures
+    from superres import figures
 
     terms = sorted({k for r in rows for k in r} - set(HISTORY_FIELDS) - {"val_niqe"})
     niqe = any("val_niqe" in r for r in rows)
@@ -261,7 +261,7 @@ def save_h5(model, path):
     import h5py
 
     import model as models
-    from fileio import write_bytes
+    from superres.fileio import write_bytes
 
     class H5Buffer(h5py.File):  # model.save picks its HDF5 writer by the name's suffix
         def __str__(self):
@@ -277,7 +277,7 @@ def save_weights(model, path):
     """Weights and optimizer state (Keras' .weights.h5), written atomically."""
     import io
 
-    from fileio import write_bytes
+    from superres.fileio import write_bytes
 
     class WeightsBuffer(io.BytesIO):  # save_weights checks the name's suffix
         def __str__(self):
@@ -329,7 +329,7 @@ def commit_epoch(out, row, history, networks, best, title, best_by="val_psnr"):
     """Write epoch ``row["epoch"]``'s files, then commit it; returns the new best
     validation score ``best_by`` (model.h5 holds the epoch that had it).  ``history``
     (rows before it) gains the row once committed."""
-    from fileio import write_text
+    from superres.fileio import write_text
 
     epoch = row["epoch"]
     rows = history + [row]
@@ -379,7 +379,7 @@ def make_recorder(out, history, title, networks=None, best_by="val_psnr"):
             return {MAIN: self.model, **(networks or {})}
 
         def on_epoch_begin(self, epoch, logs=None):
-            from fileio import DiskFull, check_free_space
+            from superres.fileio import check_free_space, DiskFull
 
             self.started = time.time()
             self.needed = bytes_per_epoch_save(self.networks(), out)
@@ -391,7 +391,7 @@ def make_recorder(out, history, title, networks=None, best_by="val_psnr"):
                                  "--resume") from None
 
         def on_epoch_end(self, epoch, logs=None):
-            from fileio import DiskFull, check_free_space, is_disk_full
+            from superres.fileio import check_free_space, DiskFull, is_disk_full
 
             logs = dict(logs or {})
             lr = self.model.optimizer.learning_rate

@@ -8,7 +8,7 @@ One string, ``--data`` in every CLI, names a source:
 * a benchmark set folder: ``HR/`` and ``LR_bicubic_X4/`` (or one other ``LR_*_X4/``,
   e.g. a degraded set) with matching names.
 * any folder of HR images (searched recursively): HR is cropped to a multiple
-  of the scale and LR is made by MATLAB-compatible bicubic (bicubic.py).
+  of the scale and LR is made by MATLAB-compatible bicubic (superres/bicubic.py).
 * ``demo``: photographs that ship inside scikit-image, so that training runs on
   a fresh machine with no download.
 
@@ -22,8 +22,8 @@ import sys
 
 import numpy as np
 
-from images import list_images
-from messages import some
+from superres.images import list_images
+from superres.messages import some
 
 # Real photographs shipped in scikit-image's wheel (no download), split so the
 # validation images are never trained on.
@@ -60,7 +60,7 @@ def _div2k_local_pairs(root, split, scale):
 
 def lr_folder(folder, scale):
     """A benchmark folder's LR folder: LR_bicubic_X{scale}, else the one LR_*_X{scale}
-    (a degraded set, e.g. LR_realesrgan_X4 from make_degraded_set.py); None if neither."""
+    (a degraded set, e.g. LR_realesrgan_X4 from superres/make_degraded_set.py); None if neither."""
     bicubic = os.path.join(folder, f"LR_bicubic_X{scale}")
     if os.path.isdir(bicubic):
         return bicubic
@@ -144,7 +144,7 @@ def check_images(paths):
     """Stop on the first file that is not a readable image, naming it (Pillow reads
     headers and, for PNG, checks every chunk's CRC: a fraction of a decode's cost).
     Returns each path's (width, height)."""
-    import images
+    from superres import images
 
     sizes = {}
     for path in paths:
@@ -203,7 +203,7 @@ def plan(data, split="train", scale=4, holdout=True, flag="--data", shard=None):
         names, images = demo_images(split)
         return Plan("demo", demo=(_shard(names, shard), _shard(images, shard)))
     if kind == "hr_folder":
-        from images import IMAGE_EXTENSIONS
+        from superres.images import IMAGE_EXTENSIONS
 
         if os.path.isdir(os.path.join(data, "HR")):   # a benchmark without this scale's LR
             data = os.path.join(data, "HR")
@@ -235,7 +235,7 @@ def plan(data, split="train", scale=4, holdout=True, flag="--data", shard=None):
 
 def _read_rgb8(path):
     """(uint8 RGB, whether the file is grayscale), as data.py's decoder gives them."""
-    import images
+    from superres import images
 
     try:
         image = images.read_image(path)
@@ -246,7 +246,7 @@ def _read_rgb8(path):
 
 def modcrop_pair(hr, scale):
     """(HR cropped to a multiple of ``scale``, its MATLAB-bicubic LR)."""
-    import bicubic
+    from superres import bicubic
 
     hr = bicubic.modcrop(hr, scale)
     return hr, bicubic.downscale(hr, scale)
@@ -274,7 +274,7 @@ def first_undecodable(data, scale=4):
     """The first file of a source that does not decode in full (Pillow), as a
     message naming it, or None: what to tell the user when a decoder fails deep inside
     a tf.data pipeline, whose error names no file.  Decodes every file: only for then."""
-    import images
+    from superres import images
 
     try:
         files = plan(data, "train", scale, holdout=False)

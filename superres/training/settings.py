@@ -14,7 +14,7 @@ import dataclasses
 import os
 import tomllib
 
-from messages import ArgumentParser, numbers_as_values
+from superres.messages import ArgumentParser, numbers_as_values
 
 _DEFAULT = "<the default>"   # Setting.before: older runs used today's default
 
@@ -59,7 +59,7 @@ def _kernel_initializer(value):
 
 
 def _realesrgan(table):
-    import degradations
+    from superres import degradations
 
     try:
         degradations.settings_from(table)
@@ -109,12 +109,12 @@ TRAINING = (
     S("teacher", None, "learn from a teacher: a model's name (e.g. realesrgan_x4plus) or file, "
       "whose outputs on degraded crops of ../shared/data/train and train_more are the targets "
       "of every term of the loss, in place of --data's HR (every 20th pair validates); the "
-      "pairs come from its cache (teacher_cache.py)", group="data", metavar="MODEL"),
+      "pairs come from its cache (superres/teacher_cache.py)", group="data", metavar="MODEL"),
     S("teacher_cache", "", "--teacher's cache folder; '' = ~/.cache/sr-toolkit/teacher/NAME",
       group="data", resume=False, metavar="FOLDER"),
     S("teacher_pairs", 64, "--teacher: pairs the cache must hold before training starts; "
       "missing ones are made first, at seconds a pair (make thousands in the background with "
-      "teacher_cache.py)", kind="int", check=at_least(2), group="data", resume=False),
+      "superres/teacher_cache.py)", kind="int", check=at_least(2), group="data", resume=False),
     # model
     S("model", "three_conv", "model name: three_conv (the seed's ESPCN-shaped network), edsr "
       "(residual blocks), rrdbnet (ESRGAN's and Real-ESRGAN's generator) or srvgg "
@@ -249,7 +249,7 @@ def _rules(v):
            if v.teacher and (v.degradation != "bicubic" or v.rescale != [1.0] or v.val_data)
            else None)
     if v.degradation == "realesrgan":
-        import degradations
+        from superres import degradations
 
         least = degradations.smallest_hr_side(degradations.settings_from(v.realesrgan), v.scale)
         yield (f"--patch-size must be at least {least} with degradation realesrgan (its "
@@ -389,7 +389,7 @@ def parse(argv=None, description="", prepare=None):
         if problem:
             parser.error(problem)
     if args.degradation == "realesrgan":
-        import degradations
+        from superres import degradations
 
         args.realesrgan = dataclasses.asdict(degradations.settings_from(args.realesrgan))
         args.realesrgan = {k: list(v) if isinstance(v, tuple) else v

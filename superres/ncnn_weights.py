@@ -218,7 +218,7 @@ def package_models_folder():
 
 
 def cached_path(name):
-    from fileio import cache_folder
+    from superres.fileio import cache_folder
 
     # The file name says the version of the conversion: a change to it converts anew.
     return os.path.join(cache_folder("models"), f"{name}_x4.v2.h5")
@@ -227,7 +227,7 @@ def cached_path(name):
 def converted_path(name):
     """The Keras file of a published model, converted from the package's ncnn files on
     first use (written atomically: a killed conversion leaves nothing half-made)."""
-    from fileio import atomic_path
+    from superres.fileio import atomic_path
 
     stem = PUBLISHED[name][0]
     path = cached_path(name)
@@ -238,7 +238,7 @@ def converted_path(name):
     for needed in (param, weights):
         if not os.path.exists(needed):
             raise NcnnError(f"{needed}: missing from the installed {PACKAGE}")
-    import tfquiet
+    from superres import tfquiet
 
     tfquiet.import_tensorflow()
     print(f"note: converting {name} from {folder} into {path} (once)", file=sys.stderr)

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from messages import first_line
+from superres.messages import first_line
 
 EXPORT_SUFFIXES = (".tflite", ".onnx")
 
@@ -93,7 +93,7 @@ def _check_input(path, shape):
 
 
 def load_saved_model(path):
-    import tfquiet
+    from superres import tfquiet
 
     tf = tfquiet.import_tensorflow()
 

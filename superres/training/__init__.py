@@ -1,0 +1,1 @@
+"""Training: the loop and its strategies, run folders (resume, kill safety), settings."""

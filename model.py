@@ -37,8 +37,9 @@ def build_model(name="three_conv", scale=4, **options):
 
 
 def options_from(settings):
-    """The builder options of ``settings.model`` that the training ``settings`` give."""
-    _, option_settings = MODELS[settings.model]
+    """The builder options of ``settings.model`` that the training ``settings`` give (none for
+    an unknown name: ``build_model`` says what is known)."""
+    _, option_settings = MODELS.get(settings.model, (None, {}))
     options = {}
     for option, setting in option_settings.items():
         value = getattr(settings, setting)

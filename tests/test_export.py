@@ -8,6 +8,7 @@ from conftest import REPO, SHARED_DATA, one_line_error, smooth_image
 import export
 import model as models
 from superres import inference, metrics
+from superres.architectures import layers
 
 FLOAT_FORMATS = [("saved_model", "none", 1e-5), ("tflite", "none", 1e-5),
                  ("tflite", "float16", 5e-3), ("onnx", "none", 1e-5)]
@@ -30,7 +31,7 @@ def small(request):
     if request.param == "srvgg":
         return request.param, models.srvgg(4, convs=2, features=8, reflect_pad=3)
     net = models.edsr(4, blocks=1, width=8)
-    return request.param, (models.with_input_colours(net) if "colours" in request.param else net)
+    return request.param, (layers.with_input_colours(net) if "colours" in request.param else net)
 
 
 @pytest.mark.parametrize("fmt,quantize,tolerance", FLOAT_FORMATS)
@@ -163,7 +164,7 @@ def test_input_colours_export_adds_the_stage_to_a_h5_and_refuses_twice(tmp_path,
     assert export.main([h5, "--format", "h5", "--input-colours", "1.5", "-o", fixed]) == 0
     assert "input colours: the output's low frequencies" in capsys.readouterr().out
     image = smooth_image(21, 17)
-    expected = models.with_input_colours(inference.load_model(h5), 1.5)
+    expected = layers.with_input_colours(inference.load_model(h5), 1.5)
     np.testing.assert_allclose(inference.super_resolve(inference.load_model(fixed), image),
                                inference.super_resolve(expected, image), atol=1)
     assert export.main([fixed, "--format", "h5", "--input-colours", "1.5", "-o",

@@ -9,6 +9,7 @@ from PIL import Image
 import model as models
 import predict
 from superres import images, inference, runtimes
+from superres.architectures import layers
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def test_tiles_are_exact_for_a_model_that_keeps_its_input_colours(height, width,
     import keras
 
     keras.utils.set_random_seed(0)
-    fixed = models.with_input_colours(models.edsr(4, blocks=1, width=8))
+    fixed = layers.with_input_colours(models.edsr(4, blocks=1, width=8))
     lr = smooth_image(height, width, seed=height)
     whole = inference.super_resolve(fixed, lr, tile=None, convert=lambda p: p)
     tiled = inference.super_resolve(fixed, lr, tile=tile, convert=lambda p: p)
@@ -539,7 +540,7 @@ def blendable_models(tmp_path_factory):
         keras.utils.set_random_seed(seed)
         net = models.three_conv(4, (8, 8))
         if name == "edsr_real_gan":
-            net = models.with_input_colours(net)
+            net = layers.with_input_colours(net)
         path = str(folder / f"{name}_x4.h5")
         net.save(path)
         export.export_model(net, str(folder / f"{name}_x4.onnx"), "onnx", source=path)
@@ -578,7 +579,7 @@ def test_a_blend_with_a_model_that_keeps_its_input_colours_keeps_them(blendable_
     plain, fixed = inference.load_model(b), inference.load_model(c)
     plain.set_weights([0.4 * x + 0.6 * y
                        for x, y in zip(plain.get_weights(), fixed.get_weights())])
-    expected = models.with_input_colours(plain)
+    expected = layers.with_input_colours(plain)
     for blend in (inference.load_blend(b, c, 0.6, runtime),
                   inference.load_blend(c, b, 0.4, runtime)):
         assert not isinstance(blend, runtimes.Exported)    # two graphs: Keras blends them

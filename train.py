@@ -174,24 +174,10 @@ def compile_discriminator(args):
 
     from superres.architectures.unet_discriminator import unet_discriminator
 
-    critic = unet_discriminator(args.discriminator_width)
-    critic.compile(optimizer=keras.optimizers.Adam(args.discriminator_lr))
-    critic.optimizer.build(critic.trainable_variables)
-    return critic
-
-
-def training_loss(args, critic):
-    """(the generator's loss, the discriminator's or None) of the settings."""
-    from superres import losses
-
-    if not (args.adversarial_weight or args.perceptual_weight):
-        return losses.from_settings(args), None
-    features = None
-    if args.perceptual_weight:
-        features = losses.vgg_features(
-            args.perceptual_backbone, args.perceptual_layers,
-            args.vgg19_weights if args.perceptual_backbone == "vgg19" else "trained")
-    return losses.generator_terms(args, critic, features)
+    discriminator = unet_discriminator(args.discriminator_width)
+    discriminator.compile(optimizer=keras.optimizers.Adam(args.discriminator_lr))
+    discriminator.optimizer.build(discriminator.trainable_variables)
+    return discriminator
 
 
 def last_epoch(args):
@@ -201,7 +187,7 @@ def last_epoch(args):
 
 def train(args):
     """Run (or resume) training; returns the history rows."""
-    from superres import metrics, tfquiet
+    from superres import losses, metrics, tfquiet
     from superres.training import distribute, runfolder, settings
 
     import tensorflow as tf
@@ -218,8 +204,8 @@ def train(args):
     with strategy.scope():
         net = compile_model(args)
         net.optimizer.build(net.trainable_variables)
-        critic = compile_discriminator(args)
-        loss, critic_loss = training_loss(args, critic)
+        discriminator = compile_discriminator(args)
+        loss, discriminator_loss = losses.from_settings(args, discriminator)
     if args.init_from and not runfolder.committed(args.out, args.resume)[1]:
         start_from(net, args.init_from)   # resuming loads the run's own state instead
     lock = runfolder.lock(args.out) if chief else None
@@ -233,8 +219,8 @@ def train(args):
             (epoch, weights), history = runfolder.committed(args.out, args.resume), []
         if weights:
             net.load_weights(weights[runfolder.MAIN])
-            if critic is not None:
-                critic.load_weights(weights["discriminator"])
+            if discriminator is not None:
+                discriminator.load_weights(weights["discriminator"])
             print(f"resuming {args.out} after epoch {epoch}")
         if epoch >= last_epoch(args):
             print(f"{args.out} already finished {epoch} epochs")
@@ -245,7 +231,7 @@ def train(args):
             # A GAN's best epoch is not its sharpest-by-PSNR one: model.h5 is the most natural.
             callbacks.append(runfolder.make_recorder(
                 args.out, history, f"{args.model} x{args.scale} on {args.data}",
-                {"discriminator": critic} if critic is not None else None,
+                {"discriminator": discriminator} if discriminator is not None else None,
                 "val_niqe" if perceptual else "val_psnr"))
             if args.tensorboard:
                 from superres.training import tensorboard_log
@@ -256,8 +242,8 @@ def train(args):
             strategy, net, dataset_fn, val_ds, epochs=last_epoch(args),
             steps_per_epoch=args.steps_per_epoch, initial_epoch=epoch,
             global_batch=args.batch_size, loss=loss, psnr_fn=metrics.make_psnr_y_metric(args.scale),
-            callbacks=callbacks, xla=args.xla, verbose=chief, discriminator=critic,
-            discriminator_loss=critic_loss,
+            callbacks=callbacks, xla=args.xla, verbose=chief, discriminator=discriminator,
+            discriminator_loss=discriminator_loss,
             val_niqe_crops=args.val_crops if perceptual else 0)
     finally:
         if lock is not None:

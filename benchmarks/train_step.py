@@ -154,24 +154,26 @@ def gan_step_seconds(steps, batch, d_width, perceptual, xla, hr_patch=128):
     net = models.edsr(4, 12, 32)
     net.compile(keras.optimizers.Adam(1e-4, use_ema=bool(d_width), ema_momentum=0.999))
     net.optimizer.build(net.trainable_variables)
-    critic = None
+    discriminator = None
     if d_width:
-        critic = unet_discriminator(d_width)
-        critic.compile(keras.optimizers.Adam(1e-4))
-        critic.optimizer.build(critic.trainable_variables)
+        discriminator = unet_discriminator(d_width)
+        discriminator.compile(keras.optimizers.Adam(1e-4))
+        discriminator.optimizer.build(discriminator.trainable_variables)
         # train.py's own settings for these flags, so the benchmark cannot miss one
         settings = train.parse_args([
             "--model", "edsr", "--loss", "l1", "--unsharp-target", "--val-patch-size", "192",
             "--perceptual-weight", str(float(perceptual)), "--adversarial-weight", "0.1",
             "--adversarial-loss", "vanilla", "--discriminator-width", str(d_width)])
-        features = losses.vgg_features("hed_vgg16", settings.perceptual_layers, None) \
-            if perceptual else None
-        loss, critic_loss = losses.generator_terms(settings, critic, features)
+        # random VGG weights: the cost is the same, and nothing is loaded
+        built = {"perceptual": losses.perceptual(losses.vgg_features(
+            "hed_vgg16", settings.perceptual_layers, None), settings.perceptual_layers)} \
+            if perceptual else {}
+        loss, discriminator_loss = losses.from_settings(settings, discriminator, built)
     else:
-        loss, critic_loss = losses.pixel("l1"), None
+        loss, discriminator_loss = losses.pixel("l1"), None
     step = distribute.make_train_step(tf.distribute.get_strategy(), net, loss,
-                                      metrics.make_psnr_y_metric(4), batch, xla, critic,
-                                      critic_loss)
+                                      metrics.make_psnr_y_metric(4), batch, xla, discriminator,
+                                      discriminator_loss)
     iterator = iter(tf.data.Dataset.from_tensors((lr, hr)).repeat())
     for _ in range(3):
         step(iterator)["loss"].numpy()

@@ -1,4 +1,4 @@
-"""Training losses: small functions of (lr, hr, sr) giving one loss per patch, shape
+"""Training losses: small functions of (lr, hr, output) giving one loss per patch, shape
 (batch,), combined by the settings into the one callable the training loop takes: a
 pixel model's loss, or a GAN generator's named terms ({"l1": ..., "perceptual": ...,
 "adversarial": ...}, already weighted; the loop adds them up) and the discriminator's loss.
@@ -9,22 +9,29 @@ import tensorflow as tf
 from superres.metrics import YCBCR_ROWS
 
 
+# The pixel losses by name: the error's penalty, averaged over each patch.
+PIXEL = {"mse": tf.square, "l1": tf.abs}
+
+
 def pixel(name="mse", chroma_weight=None):
     """Mean squared ("mse") or absolute ("l1") error over each patch.  With a
     ``chroma_weight`` the error is taken in YCbCr (BT.601, the space the benchmarks
-    score Y of) and the Cb, Cr terms are weighted by it."""
-    if name not in ("mse", "l1"):
-        raise ValueError(f"unknown pixel loss {name!r}")
+    score Y of) and the Cb, Cr terms are weighted by it.  The function is named after its
+    loss: a GAN run's history logs the term under that name."""
+    if name not in PIXEL:
+        raise ValueError(f"unknown pixel loss {name!r}; known: {', '.join(PIXEL)}")
+    penalty = PIXEL[name]
 
-    def loss(lr, hr, sr):
-        error = tf.cast(sr, tf.float32) - tf.cast(hr, tf.float32)
+    def loss(lr, hr, output):
+        error = tf.cast(output, tf.float32) - tf.cast(hr, tf.float32)
         if chroma_weight is not None:
             error = tf.einsum("bhwc,dc->bhwd", error, tf.constant(YCBCR_ROWS, tf.float32))
-        error = tf.square(error) if name == "mse" else tf.abs(error)
+        error = penalty(error)
         if chroma_weight is not None:
             error *= tf.constant([1.0, chroma_weight, chroma_weight])
         return tf.reduce_mean(error, axis=[1, 2, 3])
 
+    loss.__name__ = name
     return loss
 
 
@@ -125,10 +132,10 @@ def vgg_features(name="hed_vgg16", layer_weights=(0.1, 0.1, 1, 1, 1), weights="t
 
 
 def perceptual(features, layer_weights, colour_blind=False):
-    """Σ weight x mean |φ(sr) - φ(target)| over the chosen VGG layers (ESRGAN's perceptual
+    """Σ weight x mean |φ(output) - φ(target)| over the chosen VGG layers (ESRGAN's perceptual
     loss with an L1 criterion), the target being the ``hr`` it is given.  With ``colour_blind``
-    φ sees only the luma of SR's detail, on the target's low frequencies (gray(SR) -
-    blur(gray(SR)) + blur(gray(target))), so the term cannot move colours or tone, which it
+    φ sees only the luma of the output's detail, on the target's low frequencies (gray(output)
+    - blur(gray(output)) + blur(gray(target))), so the term cannot move colours or tone, which it
     otherwise drifts (docs/training-log.md); those are left to the pixel term."""
     weights = [w for w in layer_weights if w]
 
@@ -136,15 +143,17 @@ def perceptual(features, layer_weights, colour_blind=False):
         out = features(x)
         return out if isinstance(out, (list, tuple)) else [out]
 
-    def loss(lr, hr, sr):
+    def loss(lr, hr, output):
         goal = tf.stop_gradient(tf.cast(hr, tf.float32))
-        sr = tf.cast(sr, tf.float32)
+        output = tf.cast(output, tf.float32)
         if colour_blind:
-            goal, sr = tf.image.rgb_to_grayscale(goal), tf.image.rgb_to_grayscale(sr)
-            goal, sr = (tf.image.grayscale_to_rgb(x) for x in (goal, sr - blur(sr) + blur(goal)))
-        pairs = zip(maps(sr), maps(goal), weights)
+            goal, output = tf.image.rgb_to_grayscale(goal), tf.image.rgb_to_grayscale(output)
+            goal, output = (tf.image.grayscale_to_rgb(x)
+                            for x in (goal, output - blur(output) + blur(goal)))
+        pairs = zip(maps(output), maps(goal), weights)
         return tf.add_n([w * tf.reduce_mean(tf.abs(a - b), axis=[1, 2, 3]) for a, b, w in pairs])
 
+    loss.__name__ = "perceptual"
     return loss
 
 
@@ -157,34 +166,49 @@ def _per_patch(x):
     return tf.reduce_mean(x, axis=[1, 2, 3])
 
 
-def adversarial(kind, discriminator):
-    """(generator term fn(lr, hr, sr), discriminator loss fn(hr, sr)), both per patch, of
-    the "vanilla" (non-saturating) GAN loss or ESRGAN's "relativistic" average one, for a
-    discriminator giving a realness logit per pixel."""
-    def critic(x, training):
-        return tf.cast(discriminator(x, training=training), tf.float32)
+def _logits(discriminator, x, training):
+    return tf.cast(discriminator(x, training=training), tf.float32)
 
-    if kind == "vanilla":
-        def generator(lr, hr, sr):
-            return _per_patch(_bce(critic(sr, False), real=True))
 
-        def discriminator_loss(hr, sr):
-            return _per_patch(_bce(critic(hr, True), True) + _bce(critic(sr, True), False))
-    elif kind == "relativistic":
-        def relative(hr, sr, training):
-            real, fake = critic(hr, training), critic(sr, training)
-            return real - tf.reduce_mean(fake), fake - tf.reduce_mean(real)
+def vanilla(discriminator):
+    """The non-saturating GAN loss: (generator term, discriminator loss)."""
+    def generator(lr, hr, output):
+        return _per_patch(_bce(_logits(discriminator, output, False), real=True))
 
-        def generator(lr, hr, sr):
-            real, fake = relative(tf.stop_gradient(hr), sr, False)
-            return _per_patch(_bce(real, False) + _bce(fake, True)) / 2
+    def discriminator_loss(hr, output):
+        return _per_patch(_bce(_logits(discriminator, hr, True), True) +
+                          _bce(_logits(discriminator, output, True), False))
 
-        def discriminator_loss(hr, sr):
-            real, fake = relative(hr, sr, True)
-            return _per_patch(_bce(real, True) + _bce(fake, False)) / 2
-    else:
-        raise ValueError(f"unknown adversarial loss {kind!r}; known: vanilla, relativistic")
     return generator, discriminator_loss
+
+
+def relativistic(discriminator):
+    """ESRGAN's relativistic average GAN loss: (generator term, discriminator loss)."""
+    def relative(hr, output, training):
+        real, fake = _logits(discriminator, hr, training), _logits(discriminator, output, training)
+        return real - tf.reduce_mean(fake), fake - tf.reduce_mean(real)
+
+    def generator(lr, hr, output):
+        real, fake = relative(tf.stop_gradient(hr), output, False)
+        return _per_patch(_bce(real, False) + _bce(fake, True)) / 2
+
+    def discriminator_loss(hr, output):
+        real, fake = relative(hr, output, True)
+        return _per_patch(_bce(real, True) + _bce(fake, False)) / 2
+
+    return generator, discriminator_loss
+
+
+# The adversarial losses by name; each takes a discriminator giving a realness logit per pixel.
+ADVERSARIAL = {"vanilla": vanilla, "relativistic": relativistic}
+
+
+def adversarial(kind, discriminator):
+    """(generator term fn(lr, hr, output), discriminator loss fn(hr, output)), both per patch,
+    of the adversarial loss ``kind``."""
+    if kind not in ADVERSARIAL:
+        raise ValueError(f"unknown adversarial loss {kind!r}; known: {', '.join(ADVERSARIAL)}")
+    return ADVERSARIAL[kind](discriminator)
 
 
 # HR pixels per side of the blocks the colour term compares: 16 is 4 LR pixels at x4, coarse
@@ -192,47 +216,78 @@ def adversarial(kind, discriminator):
 COLOUR_BLOCK = 16
 
 
-def colour(lr, hr, sr):
-    """Mean |block mean of SR - block mean of HR| over 16 x 16 blocks, per patch: colours and
-    low frequencies, leaving texture to the perceptual and adversarial terms.  Added against
-    the GAN runs' colour drift, which at weight 1 it did not stop (docs/training-log.md)."""
+def colour(lr, hr, output):
+    """Mean |block mean of output - block mean of HR| over 16 x 16 blocks, per patch: colours
+    and low frequencies, leaving texture to the perceptual and adversarial terms.  Added
+    against the GAN runs' colour drift, which at weight 1 it did not stop
+    (docs/training-log.md)."""
     def means(x):
         return tf.nn.avg_pool2d(tf.cast(x, tf.float32), COLOUR_BLOCK, COLOUR_BLOCK, "VALID")
 
-    return _per_patch(tf.abs(means(sr) - means(hr)))
+    return _per_patch(tf.abs(means(output) - means(hr)))
+
+
+def vgg_perceptual(backbone, layer_weights, colour_blind=False, vgg19_weights="imagenet"):
+    """``perceptual`` on the trained features of ``backbone``."""
+    weights = vgg19_weights if backbone == "vgg19" else "trained"
+    return perceptual(vgg_features(backbone, layer_weights, weights), layer_weights, colour_blind)
+
+
+# The generator's terms: (builder, {builder argument: the setting that gives it}, the setting
+# of its weight, whether it compares with the target (HR, unsharp-masked with unsharp_target)
+# rather than plain HR).  A new term is a function of (lr, hr, output) and one line here; its
+# settings are declared in superres/training/settings.py; a run logs it under its function's
+# name.  The adversarial term is added where there is a discriminator.
+TERMS = {
+    "pixel": (pixel, {"name": "loss", "chroma_weight": "chroma_weight"}, "pixel_weight", True),
+    "perceptual": (vgg_perceptual, {"backbone": "perceptual_backbone",
+                                    "layer_weights": "perceptual_layers",
+                                    "colour_blind": "perceptual_colour_blind",
+                                    "vgg19_weights": "vgg19_weights"}, "perceptual_weight", True),
+    "colour": (lambda: colour, {}, "colour_weight", False),
+}
 
 
 def weighted(loss, weight):
-    return lambda lr, hr, sr: weight * loss(lr, hr, sr)
+    return lambda lr, hr, output: weight * loss(lr, hr, output)
 
 
-def generator_terms(args, discriminator=None, features=None):
-    """The generator's named, weighted terms and the discriminator's loss (None without
-    one) that the settings describe (Real-ESRGAN: L1 1, perceptual 1, adversarial 0.1; L1
-    and perceptual against the unsharp-masked HR with ``unsharp_target``)."""
-    on_target, on_hr = {}, {}   # L1 and perceptual may see the sharpened HR; the rest HR
-    if args.pixel_weight:
-        on_target[args.loss] = weighted(pixel(args.loss, args.chroma_weight), args.pixel_weight)
-    if args.perceptual_weight:
-        on_target["perceptual"] = weighted(
-            perceptual(features, args.perceptual_layers, args.perceptual_colour_blind),
-            args.perceptual_weight)
-    if args.colour_weight:
-        on_hr["colour"] = weighted(colour, args.colour_weight)
-    discriminator_loss = None
-    if discriminator is not None:
-        generator, discriminator_loss = adversarial(args.adversarial_loss, discriminator)
-        on_hr["adversarial"] = weighted(generator, args.adversarial_weight)
-
-    def loss(lr, hr, sr):
-        goal = unsharp(hr) if args.unsharp_target and on_target else hr   # once per step
-        terms = {name: term(lr, goal, sr) for name, term in on_target.items()}
-        terms.update({name: term(lr, hr, sr) for name, term in on_hr.items()})
+def combined(on_target, on_hr, sharpen_target=False):
+    """One callable of named, weighted terms ({name: fn(lr, hr, output)}): those of
+    ``on_target`` compare with HR unsharp-masked when ``sharpen_target`` (Real-ESRGAN's
+    target for L1 and perceptual), those of ``on_hr`` with HR."""
+    def loss(lr, hr, output):
+        goal = unsharp(hr) if sharpen_target and on_target else hr   # once per step
+        terms = {name: term(lr, goal, output) for name, term in on_target.items()}
+        terms.update({name: term(lr, hr, output) for name, term in on_hr.items()})
         return terms
 
+    return loss
+
+
+def from_settings(settings, discriminator=None, built=None):
+    """(the loss the training loop takes, the discriminator's loss or None) that the
+    ``settings`` describe through ``TERMS``.  One term without a discriminator is the bare
+    per-patch loss; more, or a discriminator, give named terms (Real-ESRGAN: L1 1,
+    perceptual 1, adversarial 0.1).  ``built``: {term: fn} to use instead of building
+    (e.g. a perceptual term on other features)."""
+    built = built or {}
+    on_target, on_hr = {}, {}
+    for term, (builder, arguments, weight_setting, sees_target) in TERMS.items():
+        weight = getattr(settings, weight_setting)
+        if not weight:
+            continue
+        fn = built.get(term) or builder(**{argument: getattr(settings, setting)
+                                           for argument, setting in arguments.items()})
+        (on_target if sees_target else on_hr)[fn.__name__] = (fn, weight)
+    if discriminator is None and len(on_target) + len(on_hr) == 1:
+        (fn, weight), = (on_target or on_hr).values()
+        return (fn if weight == 1 else weighted(fn, weight)), None
+    discriminator_loss = None
+    if discriminator is not None:
+        generator, discriminator_loss = adversarial(settings.adversarial_loss, discriminator)
+        on_hr["adversarial"] = (generator, settings.adversarial_weight)
+    loss = combined({name: weighted(fn, w) for name, (fn, w) in on_target.items()},
+                    {name: weighted(fn, w) for name, (fn, w) in on_hr.items()},
+                    settings.unsharp_target)
     return loss, discriminator_loss
-
-
-def from_settings(args):
-    """The pixel model's training loss that train.py's settings describe."""
-    return pixel(args.loss, args.chroma_weight)

@@ -62,22 +62,22 @@ def test_deepen_from_refuses_what_it_cannot_grow():
 
 def test_the_unet_discriminator_judges_every_pixel_under_spectral_norm(tmp_path):
     keras.utils.set_random_seed(0)
-    critic = unet_discriminator(8)
+    discriminator = unet_discriminator(8)
     x = np.random.default_rng(0).random((2, 64, 48, 3)).astype(np.float32)
-    assert critic(x).shape == (2, 64, 48, 1)
-    normed = [layer for layer in critic.layers
+    assert discriminator(x).shape == (2, 64, 48, 1)
+    normed = [layer for layer in discriminator.layers
               if isinstance(layer, keras.layers.SpectralNormalization)]
-    assert len(normed) == 8 and not isinstance(critic.get_layer("conv0"),
+    assert len(normed) == 8 and not isinstance(discriminator.get_layer("conv0"),
                                                keras.layers.SpectralNormalization)
     for _ in range(20):   # each training call takes a power-iteration step
-        critic(x, training=True)
+        discriminator(x, training=True)
     for layer in normed:
         kernel = keras.ops.convert_to_numpy(layer.kernel)
         sigma = np.linalg.svd(kernel.reshape(-1, kernel.shape[-1]), compute_uv=False)[0]
         assert sigma == pytest.approx(1.0, abs=0.05), layer.name
     path = str(tmp_path / "d.h5")
-    critic.save(path)
-    np.testing.assert_allclose(keras.models.load_model(path)(x), critic(x), atol=1e-6)
+    discriminator.save(path)
+    np.testing.assert_allclose(keras.models.load_model(path)(x), discriminator(x), atol=1e-6)
 
 
 def _nearest_upscaler(scale=4):

@@ -13,13 +13,13 @@ from superres.metrics import YCBCR_ROWS
 def test_pixel_loss_in_ycbcr_weights_chroma():
     rng = np.random.default_rng(0)
     hr = rng.random((2, 5, 6, 3)).astype(np.float32)
-    sr = rng.random((2, 5, 6, 3)).astype(np.float32)
-    rgb = losses.pixel("mse")(None, hr, sr).numpy()
-    np.testing.assert_allclose(rgb, ((sr - hr) ** 2).mean(axis=(1, 2, 3)), rtol=1e-5)
-    ycc = (sr - hr).astype(np.float64) @ YCBCR_ROWS.T
+    output = rng.random((2, 5, 6, 3)).astype(np.float32)
+    rgb = losses.pixel("mse")(None, hr, output).numpy()
+    np.testing.assert_allclose(rgb, ((output - hr) ** 2).mean(axis=(1, 2, 3)), rtol=1e-5)
+    ycc = (output - hr).astype(np.float64) @ YCBCR_ROWS.T
     for name, power in (("mse", 2), ("l1", 1)):
         expected = (np.abs(ycc) ** power * [1, 0.1, 0.1]).mean(axis=(1, 2, 3))
-        got = losses.pixel(name, chroma_weight=0.1)(None, hr, sr).numpy()
+        got = losses.pixel(name, chroma_weight=0.1)(None, hr, output).numpy()
         np.testing.assert_allclose(got, expected, rtol=1e-5)
     # An error of pure chroma (no luminance change) costs nothing at weight 0.
     chroma_only = np.linalg.solve(YCBCR_ROWS, [0.0, 0.05, -0.03]).astype(np.float32)
@@ -63,11 +63,11 @@ def test_perceptual_loss_is_zero_for_the_target_and_weights_the_layers():
     features = losses.vgg_features("hed_vgg16", (0, 1, 1, 0, 0), weights=None)
     rng = np.random.default_rng(1)
     hr = rng.random((2, 32, 32, 3)).astype(np.float32)
-    sr = rng.random((2, 32, 32, 3)).astype(np.float32)
+    output = rng.random((2, 32, 32, 3)).astype(np.float32)
     both = losses.perceptual(features, (0, 1, 1, 0, 0))
     np.testing.assert_allclose(both(None, hr, hr).numpy(), 0, atol=1e-6)
-    a, b = features(sr), features(hr)
-    weighted = losses.perceptual(features, (0, 2, 0.5, 0, 0))(None, hr, sr).numpy()
+    a, b = features(output), features(hr)
+    weighted = losses.perceptual(features, (0, 2, 0.5, 0, 0))(None, hr, output).numpy()
     second = np.abs(np.asarray(a[1]) - np.asarray(b[1])).mean(axis=(1, 2, 3))
     first = np.abs(np.asarray(a[0]) - np.asarray(b[0])).mean(axis=(1, 2, 3))
     np.testing.assert_allclose(weighted, 2 * first + 0.5 * second, rtol=1e-4)
@@ -96,11 +96,11 @@ def test_colour_blind_perceptual_loss_ignores_tints_and_tone_but_sees_texture():
 @pytest.mark.parametrize("kind", ["vanilla", "relativistic"])
 def test_adversarial_losses_match_their_formulas(kind):
     # A "discriminator" that returns its input's first channel as the logit of each pixel.
-    critic = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Lambda(
+    discriminator = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Lambda(
         lambda x: x[..., :1])])
     hr = np.full((2, 4, 4, 3), 2.0, np.float32)
-    sr = np.full((2, 4, 4, 3), -1.0, np.float32)
-    generator, discriminator = losses.adversarial(kind, critic)
+    output = np.full((2, 4, 4, 3), -1.0, np.float32)
+    generator_term, discriminator_loss = losses.adversarial(kind, discriminator)
 
     def bce(logit, real):
         return np.log1p(np.exp(-logit if real else logit))
@@ -110,8 +110,8 @@ def test_adversarial_losses_match_their_formulas(kind):
     else:   # real - mean(fake) = 3, fake - mean(real) = -3
         g = (bce(3.0, False) + bce(-3.0, True)) / 2
         d = (bce(3.0, True) + bce(-3.0, False)) / 2
-    np.testing.assert_allclose(generator(None, hr, sr).numpy(), [g, g], rtol=1e-5)
-    np.testing.assert_allclose(discriminator(hr, sr).numpy(), [d, d], rtol=1e-5)
+    np.testing.assert_allclose(generator_term(None, hr, output).numpy(), [g, g], rtol=1e-5)
+    np.testing.assert_allclose(discriminator_loss(hr, output).numpy(), [d, d], rtol=1e-5)
 
 
 def test_colour_term_sees_block_means_not_texture():
@@ -126,32 +126,34 @@ def test_colour_term_sees_block_means_not_texture():
                                rtol=1e-4)
 
 
-def test_generator_terms_are_named_and_weighted():
+def test_the_settings_name_and_weigh_the_generators_terms():
     import argparse
 
-    critic = unet_discriminator(4)
+    discriminator = unet_discriminator(4)
     settings = argparse.Namespace(unsharp_target=True, pixel_weight=2.0, loss="l1",
                                   chroma_weight=None, perceptual_weight=0.5,
                                   perceptual_layers=[0, 1, 0, 0, 0],
                                   adversarial_loss="vanilla", adversarial_weight=0.1,
                                   colour_weight=3.0, perceptual_colour_blind=True)
     features = losses.vgg_features("hed_vgg16", settings.perceptual_layers, weights=None)
-    loss, critic_loss = losses.generator_terms(settings, critic, features)
+    perceptual = losses.perceptual(features, settings.perceptual_layers, colour_blind=True)
+    loss, discriminator_loss = losses.from_settings(settings, discriminator,
+                                                    built={"perceptual": perceptual})
     rng = np.random.default_rng(2)
     hr = rng.random((2, 32, 32, 3)).astype(np.float32)
-    sr = rng.random((2, 32, 32, 3)).astype(np.float32)
-    terms = loss(None, hr, sr)
+    output = rng.random((2, 32, 32, 3)).astype(np.float32)
+    terms = loss(None, hr, output)
     assert set(terms) == {"l1", "perceptual", "adversarial", "colour"}
     np.testing.assert_allclose(terms["colour"].numpy(),   # against HR, not the sharpened HR
-                               3 * losses.colour(None, hr, sr).numpy(), rtol=1e-6)
+                               3 * losses.colour(None, hr, output).numpy(), rtol=1e-6)
     sharp = losses.unsharp(hr).numpy()
-    np.testing.assert_allclose(terms["l1"].numpy(), 2 * np.abs(sr - sharp).mean(axis=(1, 2, 3)),
+    np.testing.assert_allclose(terms["l1"].numpy(), 2 * np.abs(output - sharp).mean(axis=(1, 2, 3)),
                                rtol=1e-5)
     np.testing.assert_allclose(
         terms["perceptual"].numpy(),
         0.5 * losses.perceptual(features, settings.perceptual_layers, colour_blind=True)(
-            None, sharp, sr).numpy(),
+            None, sharp, output).numpy(),
         rtol=1e-5)
     np.testing.assert_allclose(terms["adversarial"].numpy(), 0.1 * losses.adversarial(
-        "vanilla", critic)[0](None, hr, sr).numpy(), rtol=1e-5)
-    assert critic_loss(hr, sr).shape == (2,)
+        "vanilla", discriminator)[0](None, hr, output).numpy(), rtol=1e-5)
+    assert discriminator_loss(hr, output).shape == (2,)

@@ -52,10 +52,10 @@ def _total(losses):
 def make_train_step(strategy, net, loss_fn, psnr_fn, global_batch, xla=False,
                     discriminator=None, discriminator_loss=None):
     """One distributed step: each replica's share of the global batch, gradients
-    summed across replicas by the Keras optimizer.  ``loss_fn(lr, hr, sr)`` gives
+    summed across replicas by the Keras optimizer.  ``loss_fn(lr, hr, output)`` gives
     one loss per patch, or named terms of it (superres/losses.py).  With a ``discriminator``
     (compiled with its own optimizer) the step then trains it on ``discriminator_loss(hr,
-    sr)`` with the same outputs, as Real-ESRGAN does.  Returns {"loss", "psnr", each term,
+    output)`` with the same outputs, as Real-ESRGAN does.  Returns {"loss", "psnr", each term,
     "d_loss"}: global means over the batch (PSNR always against HR)."""
     import tensorflow as tf
 
@@ -64,26 +64,26 @@ def make_train_step(strategy, net, loss_fn, psnr_fn, global_batch, xla=False,
 
     def gradients(lr, hr):
         with tf.GradientTape() as tape:
-            sr = net(lr, training=True)
-            total, terms = _total(loss_fn(lr, hr, sr))
+            output = net(lr, training=True)
+            total, terms = _total(loss_fn(lr, hr, output))
             loss = average(total)
-        logs = {"loss": loss, "psnr": average(psnr_fn(hr, sr)),
+        logs = {"loss": loss, "psnr": average(psnr_fn(hr, output)),
                 **{name: average(value) for name, value in terms.items()}}
-        return tape.gradient(loss, net.trainable_variables), logs, sr
+        return tape.gradient(loss, net.trainable_variables), logs, output
 
-    def critic_gradients(hr, sr):
+    def discriminator_gradients(hr, output):
         with tf.GradientTape() as tape:
-            loss = average(discriminator_loss(hr, tf.stop_gradient(sr)))
+            loss = average(discriminator_loss(hr, tf.stop_gradient(output)))
         return tape.gradient(loss, discriminator.trainable_variables), loss
 
     compile_ = (lambda f: tf.function(f, jit_compile=True)) if xla else (lambda f: f)
-    compute, critic_compute = compile_(gradients), compile_(critic_gradients)
+    compute, discriminator_compute = compile_(gradients), compile_(discriminator_gradients)
 
     def replica_step(lr, hr):
-        grads, logs, sr = compute(lr, hr)
+        grads, logs, output = compute(lr, hr)
         net.optimizer.apply_gradients(zip(grads, net.trainable_variables))
         if discriminator is not None:
-            grads, logs["d_loss"] = critic_compute(hr, sr)
+            grads, logs["d_loss"] = discriminator_compute(hr, output)
             discriminator.optimizer.apply_gradients(zip(grads, discriminator.trainable_variables))
         return logs
 
@@ -114,12 +114,12 @@ def evaluate(net, val_ds, loss_fn, psnr_fn, forward=None, niqe_crops=0):
     loss_sum = psnr_sum = count = 0.0
     outputs = []
     for lr, hr in val_ds:
-        sr = forward(lr)
-        loss_sum += float(tf.reduce_sum(_total(loss_fn(lr, hr, sr))[0]))
-        psnr_sum += float(tf.reduce_sum(psnr_fn(hr, sr)))
+        output = forward(lr)
+        loss_sum += float(tf.reduce_sum(_total(loss_fn(lr, hr, output))[0]))
+        psnr_sum += float(tf.reduce_sum(psnr_fn(hr, output)))
         count += int(lr.shape[0])
         if niqe_crops:
-            outputs += list(np.round(np.clip(np.asarray(sr, np.float32), 0, 1) * 255)
+            outputs += list(np.round(np.clip(np.asarray(output, np.float32), 0, 1) * 255)
                             .astype(np.uint8))
     scores = []
     if niqe_crops:
@@ -165,7 +165,7 @@ def fit(strategy, net, dataset_fn, val_ds, *, epochs, steps_per_epoch, initial_e
         global_batch, loss, psnr_fn, callbacks, xla=False, verbose=True, discriminator=None,
         discriminator_loss=None, val_niqe_crops=0):
     """Train ``net`` (built under ``strategy.scope()``) from ``initial_epoch`` to
-    ``epochs`` on ``loss(lr, hr, sr)`` (per patch, or named terms; superres/losses.py), with a
+    ``epochs`` on ``loss(lr, hr, output)`` (per patch, or named terms; superres/losses.py), with a
     ``discriminator`` trained on ``discriminator_loss`` beside it.
     ``dataset_fn(input_context, epoch)`` gives one input pipeline's batches of per-replica
     size for one epoch: made anew each epoch, so that an epoch's batches depend on the epoch

@@ -37,8 +37,8 @@ class TensorBoardLog(keras.callbacks.Callback):
         from superres.training.runfolder import averaged_weights
 
         with averaged_weights(self.model) as net:   # what model.h5 holds
-            sr = np.clip(np.asarray(net(self.lr, training=False), np.float32), 0.0, 1.0)
-        strips = np.concatenate([self.bicubic, sr, self.hr.numpy()], axis=2)
+            output = np.clip(np.asarray(net(self.lr, training=False), np.float32), 0.0, 1.0)
+        strips = np.concatenate([self.bicubic, output, self.hr.numpy()], axis=2)
         with self.writer.as_default(step=epoch + 1):
             for name, value in logs.items():   # a GAN's terms and d_loss, val_niqe too
                 if value is not None:

@@ -2,7 +2,7 @@
 
     python evaluate.py --data ../shared/data/Set5 ../shared/data/Set14 ../shared/data/B100
 
-For every image the given LR is super-resolved whole and bicubic-upscaled
+For every image the given LR is upscaled by the model and by bicubic
 (MATLAB imresize), both are rounded to 8 bits as a saved PNG would be, and
 both are scored against HR: PSNR/SSIM on the Y channel (ITU-R BT.601, as
 MATLAB rgb2ycbcr) with ``scale`` pixels shaved from every border.
@@ -61,25 +61,28 @@ def parse_args(argv=None):
 
 
 def score_image(net, hr, lr, scale, gray=False, with_rgb=False, with_niqe=False):
-    """Scores of one image; returns (row dict, sr image as it would be saved)."""
-    from superres import bicubic, inference, metrics
+    """Scores of one image; returns (row dict, output image as it would be saved)."""
+    from superres import bicubic, metrics
+    from superres.upscaling import upscale
 
-    sr = inference.super_resolve(net, lr)
-    upscaled = bicubic.upscale(lr, scale)
+    output = upscale(lr, net, dtype=np.uint8)
+    bicubic_output = bicubic.upscale(lr, scale)
     if gray:
         # Grayscale files are scored as they are, on their one channel (no Y conversion);
         # both upscales become gray by the same BT.601 luma (an RGB LR of a gray HR, as a
         # degraded set may hold, must not put bicubic on one channel and the model on luma).
-        hr, upscaled, sr = hr[..., 0], metrics.rgb_to_gray(upscaled), metrics.rgb_to_gray(sr)
+        hr = hr[..., 0]
+        bicubic_output = metrics.rgb_to_gray(bicubic_output)
+        output = metrics.rgb_to_gray(output)
     row = {}
-    row["bicubic_psnr"], row["bicubic_ssim"] = metrics.psnr_ssim_y(hr, upscaled, scale)
-    row["model_psnr"], row["model_ssim"] = metrics.psnr_ssim_y(hr, sr, scale)
+    row["bicubic_psnr"], row["bicubic_ssim"] = metrics.psnr_ssim_y(hr, bicubic_output, scale)
+    row["model_psnr"], row["model_ssim"] = metrics.psnr_ssim_y(hr, output, scale)
     if with_rgb:
-        row["bicubic_psnr_rgb"] = metrics.psnr_rgb(hr, upscaled, scale)
-        row["model_psnr_rgb"] = metrics.psnr_rgb(hr, sr, scale)
+        row["bicubic_psnr_rgb"] = metrics.psnr_rgb(hr, bicubic_output, scale)
+        row["model_psnr_rgb"] = metrics.psnr_rgb(hr, output, scale)
     if with_niqe:
-        row["bicubic_niqe"], row["model_niqe"] = niqe_or_nan(upscaled), niqe_or_nan(sr)
-    return row, sr
+        row["bicubic_niqe"], row["model_niqe"] = niqe_or_nan(bicubic_output), niqe_or_nan(output)
+    return row, output
 
 
 def niqe_or_nan(image):
@@ -94,11 +97,12 @@ def niqe_or_nan(image):
 
 def score_input(net, lr, scale):
     """NIQE of the model's and bicubic's upscales of an input with no ground truth."""
-    from superres import bicubic, inference
+    from superres import bicubic
+    from superres.upscaling import upscale
 
-    sr = inference.super_resolve(net, lr)
+    output = upscale(lr, net, dtype=np.uint8)
     return {"bicubic_niqe": niqe_or_nan(bicubic.upscale(lr, scale)),
-            "model_niqe": niqe_or_nan(sr)}, sr
+            "model_niqe": niqe_or_nan(output)}, output
 
 
 def input_images(source, limit=None, scale=4):
@@ -166,9 +170,9 @@ def evaluate_source(net, source, scale, limit=None, with_rgb=False, save_dir=Non
         name = item["name"].decode() if isinstance(item["name"], bytes) else item["name"]
         try:
             if no_reference:
-                row, sr = score_input(net, item["lr"], scale)
+                row, output = score_input(net, item["lr"], scale)
             else:
-                row, sr = score_image(net, item["hr"], item["lr"], scale, bool(item["gray"]),
+                row, output = score_image(net, item["hr"], item["lr"], scale, bool(item["gray"]),
                                       with_rgb, with_niqe)
         except ValueError as error:    # e.g. an image too small for SSIM's window
             image = item["lr"] if no_reference else item["hr"]
@@ -177,7 +181,7 @@ def evaluate_source(net, source, scale, limit=None, with_rgb=False, save_dir=Non
                                     f"{image.shape[0]} is too small to score ({error})") from None
         rows.append({"set": set_name, "name": name, **row})
         if save_dir:
-            write_png(os.path.join(save_dir, set_name, f"{name}.png"), sr)
+            write_png(os.path.join(save_dir, set_name, f"{name}.png"), output)
     if not rows:
         raise sources.DataError(f"no images in {source}")
     return set_name, rows

@@ -12,19 +12,17 @@ follow the input (see superres/images.py and the README).
 import os
 import sys
 
-import numpy as np
-
 from superres.fileio import can_write_in
+from superres.limits import MAX_INPUT_MP
 from superres.inference import BLENDS, RUNTIME_HELP, RUNTIMES
 from superres.messages import ArgumentParser, interrupted, some, stop_on_sigterm, UsageError
 
 MIN_TILE = 32
-MAX_INPUT_MP = 100    # a larger input is refused unless --max-pixels allows it
 
 
 def parse_args(argv=None):
     parser = ArgumentParser(
-        description="Super-resolve images x4 (or the model's scale). Writes PNG unless -o "
+        description="Upscale images x4 (or the model's scale). Writes PNG unless -o "
                     "names .jpg, .webp or .tif.",
     )
     add = parser.add_argument
@@ -185,272 +183,12 @@ def remove_killed_writes(targets):
                               bases=(stem, stem + "_compare"))
 
 
-def upscaled_bands(net, image, tile=None, on_tile=None):
-    """Upscale a UserImage one band of tile rows at a time; yields (row, band) with
-    bands ready to write (uint8/uint16, mode as the input, alpha last)."""
-    from superres import bicubic, images, inference
-
-    scale = inference.model_scale(net)
-    convert = images.to_uint16 if image.bits == 16 else images.to_uint8
-    # The model sees a gray image as RGB; its output becomes gray by BT.601 luma.
-    to_output = (lambda p: convert(images.luma(p))) if image.gray else convert
-    colour = inference.super_resolve_bands(net, image.rgb, tile, to_output, on_tile)
-    if image.alpha is None:
-        yield from colour
-        return
-    alpha = inference.tiled_bands(lambda p: bicubic.imresize(p, scale=scale), image.alpha,
-                                  scale, tile, overlap=4, convert=convert)
-    for (row, band), (_, alpha_band) in zip(colour, alpha):
-        band = band[..., None] if band.ndim == 2 else band
-        yield row, np.concatenate([band, alpha_band[..., None]], -1)
-
-
-def output_layout(image, scale):
-    """(height, width, channels, bits) of the output of a UserImage."""
-    height, width = image.rgb.shape[:2]
-    channels = (1 if image.gray else 3) + (image.alpha is not None)
-    return height * scale, width * scale, channels, image.bits
-
-
-class ComparisonFigure:
-    """The model's output whole (subsampled), then nearest, bicubic and model on the
-    same zoomed crop where the LR has most detail; gathered band by band."""
-
-    def __init__(self, lr_rgb, scale, out_shape, crop=None):
-        from superres import images
-
-        self.lr8, self.scale = images.to_uint8(lr_rgb), scale
-        crop = crop or max(8, min(48, min(self.lr8.shape[:2]) // 3))
-        self.crop = min(crop, *self.lr8.shape[:2])
-        self.top, self.left = busiest_window(self.lr8, self.crop)
-        self.step = max(1, max(out_shape[:2]) // 1200)   # a large output is shown subsampled
-        self.out_shape = out_shape
-        self.overview, self.zoom = [], []
-
-    def add(self, row, band):
-        band = _display_rgb(band)
-        first = (-row) % self.step
-        self.overview.append(band[first::self.step, ::self.step])
-        y0, size = self.top * self.scale, self.crop * self.scale
-        x0 = self.left * self.scale
-        lo, hi = max(y0, row), min(y0 + size, row + len(band))
-        if lo < hi:
-            self.zoom.append(band[lo - row:hi - row, x0:x0 + size])
-
-    def write(self, path, replace=True):
-        from matplotlib.patches import Rectangle
-
-        from superres import bicubic, figures
-
-        lr8, scale, crop, top, left = self.lr8, self.scale, self.crop, self.top, self.left
-        # Bicubic only around the crop (with margin for the kernel), not the whole image.
-        margin = 4
-        y0, x0 = max(top - margin, 0), max(left - margin, 0)
-        y1, x1 = min(top + crop + margin, lr8.shape[0]), min(left + crop + margin, lr8.shape[1])
-        cubic = bicubic.upscale(lr8[y0:y1, x0:x1], scale)
-        oy, ox = (top - y0) * scale, (left - x0) * scale
-        size = crop * scale
-        zooms = (
-            ("nearest", np.repeat(np.repeat(lr8[top:top + crop, left:left + crop], scale, 0),
-                                  scale, 1)),
-            ("bicubic (MATLAB imresize)", cubic[oy:oy + size, ox:ox + size]),
-            ("model", np.concatenate(self.zoom)),
-        )
-        step = self.step
-        fig, _ = figures.subplots(figsize=(12, 9))
-        fig.clf()
-        overview = fig.add_subplot(2, 1, 1)
-        overview.imshow(np.concatenate(self.overview))
-        overview.add_patch(Rectangle((left * scale / step, top * scale / step), size / step,
-                                     size / step, fill=False, color="red", linewidth=2))
-        overview.set_title(f"model output ({self.out_shape[1]}x{self.out_shape[0]}), "
-                           "red box = zoom")
-        overview.axis("off")
-        for column, (title, image) in enumerate(zooms):
-            axis = fig.add_subplot(2, 3, 4 + column)
-            axis.imshow(image, interpolation="nearest")
-            axis.set_title(title)
-            axis.axis("off")
-        fig.tight_layout()
-        figures.save(fig, path, replace=replace)
-
-
-def _display_rgb(array):
-    """Any output array (gray/RGB, +alpha, 8/16-bit) as 8-bit RGB for a figure."""
-    if array.dtype == np.uint16:
-        array = (array.astype(np.uint32) * 255 + 32767) // 65535
-    array = array.astype(np.uint8)
-    if array.ndim == 2:
-        array = array[..., None]
-    if array.shape[-1] in (1, 2):
-        array = np.repeat(array[..., :1], 3, axis=-1)
-    return array[..., :3]
-
-
-def busiest_window(image, size):
-    """Top-left of the size x size window with the most detail (gradient energy)."""
-    gray = image.astype(np.float32).mean(axis=-1)
-    energy = np.abs(np.diff(gray, axis=0))[:, :-1] + np.abs(np.diff(gray, axis=1))[:-1, :]
-    integral = np.pad(energy, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
-    inner = size - 1
-    if inner < 1 or energy.shape[0] < inner or energy.shape[1] < inner:
-        return 0, 0
-    sums = (integral[inner:, inner:] - integral[:-inner, inner:]
-            - integral[inner:, :-inner] + integral[:-inner, :-inner])
-    top, left = np.unravel_index(np.argmax(sums), sums.shape)
-    return int(top), int(left)
-
-
-# Memory besides the images: TensorFlow or ONNX Runtime and the model, plus about
-# 1 KiB per LR pixel of a tile (overlap included) for its activations. Measured with
-# benchmarks/predict_large.py: three_conv 128/64 at tile 512 peaked at 1.16 GiB in all,
-# an 8x32 EDSR at tile 1216 at 2.43 GiB (2000x1500 input). ONNX Runtime's memory arena
-# keeps a region per tile shape, so it is counted double: with tiles of every size it
-# reached 3.65 GiB for that EDSR on a 4000x3000 input (TensorFlow 2.64); with tiles split
-# evenly, 2.37 GiB for a 12x32 EDSR at tile 1024 (2.34 estimated at 1 KiB per pixel).
-BASE_MEMORY = 700 * 2**20
-TILE_BYTES_PER_PIXEL = 1024
-ARENA_TILE_BYTES_PER_PIXEL = 2048
-# Bytes per input pixel while reading: Pillow's decode, float32 RGB, alpha.
-READ_BYTES_PER_PIXEL = 20
-
-
-class DiskTooFull(Exception):
-    """An output the disk cannot hold: every later one would fail the same way."""
-
-
-def _gigabytes(count):
-    from superres.fileio import human_size
-
-    return human_size(count)
-
-
-def check_input_size(path, scale, max_mp=MAX_INPUT_MP):
-    """Refuse, before decoding, an input over ``max_mp`` megapixels (0: no limit) or whose
-    reading alone would not fit in memory."""
-    import psutil
-
-    from superres import images
-
-    try:
-        width, height = images.image_size(path)
-    except images.ImageReadError:   # reported by read_image, with its reason
-        return
-    megapixels = width * height / 1e6
-    if max_mp and megapixels > max_mp:
-        raise images.ImageReadError(
-            f"{path}: {width}x{height} is {megapixels:.0f} MP, over the limit of {max_mp:g} MP "
-            f"an input (its x{scale} output would be {megapixels * scale * scale:.0f} MP); pass "
-            f"--max-pixels {int(-(-megapixels // 1))} to upscale it anyway")
-    needed = width * height * READ_BYTES_PER_PIXEL + BASE_MEMORY
-    available = psutil.virtual_memory().available
-    if needed > available:
-        raise images.ImageReadError(
-            f"{path}: {width}x{height} needs about {_gigabytes(needed)} of memory to read "
-            f"and upscale, {_gigabytes(available)} is available")
-
-
-def working_memory(lr_height, lr_width, tile, radius, per_pixel=TILE_BYTES_PER_PIXEL):
-    """Bytes the model needs to upscale one tile (the whole image if ``tile`` is None)."""
-    side = None if not tile else tile + 2 * radius
-    pixels = min(lr_height, side or lr_height) * min(lr_width, side or lr_width)
-    return BASE_MEMORY + per_pixel * pixels
-
-
-def tile_bytes_per_pixel(net):
-    """Working memory per LR tile pixel of the runtime that runs ``net``: the measured
-    figures above, or for a Keras model whose largest layer output is bigger (Real-ESRGAN
-    x4plus: 64 channels at 4x the size, 4 KiB a pixel; it peaked at 16 KiB a pixel) four of
-    those outputs."""
-    from superres import runtimes
-
-    if isinstance(net, runtimes.Exported):
-        return ARENA_TILE_BYTES_PER_PIXEL if net.format == "onnx" else TILE_BYTES_PER_PIXEL
-    import model as models
-
-    return max(TILE_BYTES_PER_PIXEL, 4 * 4 * models.largest_activation_per_lr_pixel(net))
-
-
-def check_output_size(target, layout, tile, scale, radius=0, per_pixel=TILE_BYTES_PER_PIXEL):
-    """Refuse, before the work, an output that cannot fit: PNG is written band by band
-    (memory: one band), other formats need the whole image in memory; the disk must
-    hold at least the compressed PNG.  ``radius``: the model's, the overlap of tiles;
-    ``per_pixel``: the runtime's working memory per tile pixel."""
-    import shutil
-
-    import psutil
-
-    from superres import images
-
-    height, width, channels, bits = layout
-    whole = height * width * channels * bits // 8
-    band = whole if not tile else min(whole, tile * scale * width * channels * bits // 8)
-    streamed = target.lower().endswith(".png")
-    # Bands: the one being assembled, the one being written, and the figure's or a spare.
-    needed = (working_memory(height // scale, width // scale, tile, radius, per_pixel)
-              + 3 * band + (0 if streamed else 2 * whole))
-    available = psutil.virtual_memory().available
-    if needed > available:
-        hint = "use a smaller --tile" if streamed else "write .png, which is streamed"
-        raise images.ImageWriteError(
-            f"{target}: a {width}x{height} output needs about {_gigabytes(needed)} of memory, "
-            f"{_gigabytes(available)} is available; {hint}")
-    free = shutil.disk_usage(os.path.dirname(os.path.abspath(target))).free
-    if free < whole // 4:   # a PNG of an upscaled photo is rarely under a quarter of raw
-        raise DiskTooFull(
-            f"{target}: a {width}x{height} output needs about {_gigabytes(whole // 3)} to "
-            f"{_gigabytes(whole)} of disk, {_gigabytes(free)} is free")
-
-
-def write_output(net, image, target, tile, compare=None, progress=None, replace=False):
-    """Upscale ``image`` into ``target``: PNG band by band as the tiles complete, other
-    formats whole.  Returns (output shape, note or None).  Without ``replace`` a target
-    that another process wrote meanwhile is left alone (FileExistsError)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from superres import images, inference
-    from superres.fileio import atomic_path
-
-    scale = inference.model_scale(net)
-    height, width, channels, bits = output_layout(image, scale)
-    figure = ComparisonFigure(image.rgb, scale, (height, width)) if compare else None
-    bands = upscaled_bands(net, image, tile, progress)
-    note = None
-    if target.lower().endswith(".png"):
-        with atomic_path(target, replace) as tmp:
-            # One band is deflated and written in the background while the next is
-            # computed: zlib runs outside the GIL, on the core the model leaves idle.
-            with images.PngStream(tmp, width, height, channels, bits, icc=image.icc) as png, \
-                    ThreadPoolExecutor(1) as writer:
-                writing = None
-                for row, band in bands:
-                    if writing:
-                        writing.result()   # at most one band waits; its errors surface here
-                    writing = writer.submit(png.write, band)
-                    if figure:
-                        figure.add(row, band)
-                    del band   # else it stays alive while the next band is computed
-                if writing:
-                    writing.result()
-    else:
-        out = None
-        for row, band in bands:
-            if out is None:
-                out = np.empty((height,) + band.shape[1:], band.dtype)
-            out[row:row + len(band)] = band
-            if figure:
-                figure.add(row, band)
-        note = images.write_image(target, out, image.icc, replace)
-    if figure:
-        figure.write(compare, replace)
-    return (height, width), note
-
-
 def predict(args):
     """Upscale every input; returns the number of inputs that failed."""
     from tqdm import tqdm
 
-    from superres import images, inference
+    from superres import images, inference, limits
+    from superres.upscaling import output_layout, upscale_to_file
 
     if args.blend:
         net, description = inference.blend_model(*args.blend, args.runtime)
@@ -482,12 +220,13 @@ def predict(args):
             failures += 1
             continue
         try:
-            check_input_size(source, scale, args.max_pixels)
+            limits.check_input_size(source, scale, args.max_pixels)
             image = images.read_image(source, keep_8bit=True)
             images.check_output_format(target, image.alpha is not None)
-            check_output_size(target, output_layout(image, scale), tile, scale,
-                              inference.receptive_radius(net), tile_bytes_per_pixel(net))
-        except DiskTooFull as error:
+            limits.check_output_size(target, output_layout(image, scale), tile, scale,
+                                     inference.receptive_radius(net),
+                                     limits.tile_bytes_per_pixel(net))
+        except limits.DiskTooFull as error:
             summary = (f"; {len(written)} of {len(files)} outputs were written before it, the "
                        "rest were not tried" if len(files) > 1 else "")
             raise UsageError(f"{error}{summary}") from None
@@ -500,9 +239,9 @@ def predict(args):
         with tqdm(total=tiles, unit="tile", desc=os.path.basename(source), leave=False,
                   disable=True if tiles < 4 else None) as tile_progress:
             try:
-                shape, note = write_output(net, image, target, tile,
-                                           compare if args.compare else None,
-                                           tile_progress.update, replace=args.overwrite)
+                shape, note = upscale_to_file(net, image, target, tile,
+                                              compare if args.compare else None,
+                                              tile_progress.update, replace=args.overwrite)
             except FileExistsError:   # another run claimed it while this one computed
                 tqdm.write(f"error: {target} was written by another run meanwhile; it is left "
                            "as that run wrote it", file=sys.stderr)

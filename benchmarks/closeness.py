@@ -24,6 +24,7 @@ SHARED_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data"))
 def reference_outputs(reference, inputs, data):
     """x4plus's (or ``reference``'s) 8-bit output of every input, cached as PNG."""
     from superres import images, inference
+    from superres.upscaling import upscale
     from superres.fileio import cache_folder
 
     key = hashlib.sha256(os.path.realpath(data).encode()).hexdigest()[:12]
@@ -33,18 +34,19 @@ def reference_outputs(reference, inputs, data):
         path = os.path.join(folder, os.path.splitext(name)[0] + ".png")
         if not os.path.exists(path):
             net = net or inference.load_model(reference, runtime="auto")
-            images.write_png(path, inference.super_resolve(net, rgb))
+            images.write_png(path, upscale(rgb, net, tile=None, dtype=np.uint8))
         outputs.append(images.to_uint8(images.read_image(path).rgb))
     return outputs
 
 
 def upscaler(name):
     from superres import bicubic, inference
+    from superres.upscaling import upscale
 
     if name == "bicubic":
         return lambda rgb: bicubic.upscale(rgb, 4)
     net = inference.load_model(name, runtime="auto")
-    return lambda rgb: inference.super_resolve(net, rgb, inference.default_tile(net))
+    return lambda rgb: upscale(rgb, net, tile=inference.default_tile(net), dtype=np.uint8)
 
 
 def main(argv=None):

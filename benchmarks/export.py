@@ -54,9 +54,9 @@ def set_psnrs(net):
 def megapixels_per_second(net, lr, repeats):
     import timeit
 
-    from superres.inference import super_resolve
+    from superres.upscaling import upscale
 
-    run = lambda: super_resolve(net, lr, convert=None)  # noqa: E731
+    run = lambda: upscale(lr, net, tile=None, dtype=np.float32)  # noqa: E731
     run()                                                # warm-up
     seconds = min(timeit.repeat(run, number=1, repeat=repeats))
     return lr.shape[0] * lr.shape[1] * 16 / seconds / 1e6

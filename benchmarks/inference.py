@@ -122,6 +122,7 @@ def main(argv=None):
 
     import model as models
     from superres import inference
+    from superres.upscaling import upscale
 
     # Removed when main returns or the interpreter exits, an exception included.
     scratch = tempfile.TemporaryDirectory(prefix="sr_bench_")
@@ -159,16 +160,15 @@ def main(argv=None):
         for tile in sorted({128, 256, 512, default}):
             label = " (predict.py's default)" if tile == default else ""
             rows.append((f"tiled {tile}{label}", best_time(
-                lambda: inference.super_resolve(net, lr, tile=tile, convert=lambda p: p),
+                lambda: upscale(lr, net, tile=tile, dtype=np.float32),
                 args.repeats)))
         exported = onnx_twin(net, paths.get(name), workdir)
         if exported:
             rows.append(("ONNX Runtime, whole image", best_time(
-                lambda: inference.super_resolve(exported, lr, convert=lambda p: p), args.repeats)))
+                lambda: upscale(lr, exported, tile=None, dtype=np.float32), args.repeats)))
             tile = inference.default_tile(exported)
             rows.append((f"ONNX Runtime, tiled {tile} (predict.py)", best_time(
-                lambda: inference.super_resolve(exported, lr, tile=tile,
-                                                convert=lambda p: p), args.repeats)))
+                lambda: upscale(lr, exported, tile=tile, dtype=np.float32), args.repeats)))
         for label, seconds in rows:
             gflops = flops / seconds / 1e9
             print(f"{name + ': ' + label:<56}{out_mp / seconds:>8.2f}{gflops:>9.1f}"
@@ -177,10 +177,10 @@ def main(argv=None):
             half = inference.to_bfloat16(net)
             rows_bf16 = [
                 ("bfloat16, whole image", best_time(
-                    lambda: inference.super_resolve(half, lr, convert=lambda p: p),
+                    lambda: upscale(lr, half, tile=None, dtype=np.float32),
                     args.repeats)),
                 (f"bfloat16, tiled {default}", best_time(
-                    lambda: inference.super_resolve(half, lr, tile=default, convert=lambda p: p),
+                    lambda: upscale(lr, half, tile=default, dtype=np.float32),
                     args.repeats))]
             for label, seconds in rows_bf16:
                 gflops = flops / seconds / 1e9

@@ -47,10 +47,11 @@ def realesrgan_upscaler():
 
 def our_upscaler(name):
     from superres import inference
+    from superres.upscaling import upscale
 
     net = inference.load_model(name, runtime="auto")
     tile = inference.default_tile(net)
-    return lambda rgb: inference.super_resolve(net, rgb, tile)
+    return lambda rgb: upscale(rgb, net, tile=tile, dtype=np.uint8)
 
 
 def bicubic_upscaler(rgb):
@@ -59,15 +60,15 @@ def bicubic_upscaler(rgb):
     return bicubic.upscale(rgb, 4)
 
 
-def score(upscale, inputs):
+def score(run, inputs):
     """(mean NIQE, output megapixels per second) of one method over the inputs."""
     from evaluate import niqe_or_nan
 
-    upscale(inputs[0][1])   # warm-up: graph building, allocation, ncnn's pipeline set-up
+    run(inputs[0][1])   # warm-up: graph building, allocation, ncnn's pipeline set-up
     seconds, pixels, niqes = 0.0, 0, []
     for _, rgb in inputs:
         started = time.perf_counter()
-        out = upscale(rgb)
+        out = run(rgb)
         seconds += time.perf_counter() - started
         pixels += out.shape[0] * out.shape[1]
         niqes.append(niqe_or_nan(out))
@@ -99,8 +100,8 @@ def main(argv=None):
     methods.update({name: our_upscaler(name) for name in OURS
                     if name in inference.shipped_models()})
     results = {}
-    for label, upscale in methods.items():
-        results[label] = score(upscale, inputs)
+    for label, run in methods.items():
+        results[label] = score(run, inputs)
         print(f"  {label}: NIQE {results[label][0]:.3f}, {results[label][1]:.3f} output MP/s",
               flush=True)
     reference = results["Real-ESRGAN x4plus (ncnn, CPU)"][1]

@@ -77,13 +77,13 @@ def ncnn_one(name, path, out):
     print(seconds)
 
 
-def timed(upscale, images):
+def timed(run, images):
     """(outputs, output megapixels per second) of one runtime over the images."""
-    upscale(images[0][1])
+    run(images[0][1])
     outputs, seconds, pixels = [], 0.0, 0
     for _, rgb in images:
         started = time.perf_counter()
-        out = upscale(rgb)
+        out = run(rgb)
         seconds += time.perf_counter() - started
         pixels += out.shape[0] * out.shape[1]
         outputs.append(out)
@@ -106,6 +106,7 @@ def main(argv=None):
     import export
     from superres import images as image_io
     from superres import inference
+    from superres.upscaling import upscale
     from machine import print_cpu   # benchmarks/machine.py
 
     paths = image_io.list_images(args.data)[:args.limit]
@@ -124,8 +125,8 @@ def main(argv=None):
         with tempfile.TemporaryDirectory() as folder:
             onnx_net = inference.load_model(export.export_model(
                 keras_net, os.path.join(folder, f"{name}.onnx"), "onnx"))
-            runs = {"TensorFlow (our port)": lambda rgb: inference.super_resolve(keras_net, rgb),
-                    "ONNX Runtime (our port)": lambda rgb: inference.super_resolve(onnx_net, rgb)}
+            runs = {"TensorFlow (our port)": lambda rgb: upscale(rgb, keras_net, tile=None, dtype=np.uint8),
+                    "ONNX Runtime (our port)": lambda rgb: upscale(rgb, onnx_net, tile=None, dtype=np.uint8)}
             results = {"ncnn (Real-ESRGAN's runtime)": ncnn_in_subprocesses(name, paths)}
             results.update({label: timed(run, inputs) for label, run in runs.items()})
         reference = results["ncnn (Real-ESRGAN's runtime)"][0]

@@ -98,6 +98,27 @@ class UserImage:
     icc: bytes | None = None   # the file's embedded ICC colour profile: outputs carry it
 
 
+def from_array(array):
+    """A UserImage of an array of (H, W) gray or (H, W, C) pixels, C = 1 (gray), 2 (gray
+    and alpha), 3 (RGB) or 4 (RGBA); uint8, uint16, or float in [0, 1]."""
+    array = np.asarray(array)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4) or min(array.shape[:2]) < 1:
+        raise ValueError(f"an image is (H, W) or (H, W, 1 to 4) pixels, not {array.shape}")
+    if array.dtype not in (np.uint8, np.uint16) and array.dtype.kind != "f":
+        raise ValueError(f"pixels are uint8, uint16 or floats in [0, 1], not {array.dtype}")
+    top = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(array.dtype, 1.0)
+    channels = array.shape[-1]
+    gray = channels < 3
+    colour = array[..., :1 if gray else 3]
+    rgb = colour if array.dtype == np.uint8 else colour.astype(np.float32) / np.float32(top)
+    if gray:
+        rgb = np.repeat(rgb, 3, axis=-1)
+    alpha = array[..., -1].astype(np.float32) / np.float32(top) if channels in (2, 4) else None
+    return UserImage(rgb, alpha, gray, 16 if array.dtype == np.uint16 else 8)
+
+
 def icc_profile(path):
     """The ICC profile embedded in an image file, or None (read from the header)."""
     from PIL import Image

@@ -9,7 +9,6 @@ import sys
 import numpy as np
 
 from superres import REPO_DIR, runtimes
-from superres.images import to_uint8
 from superres.messages import first_line
 
 WEIGHTS_DIR = os.path.join(REPO_DIR, "weights")
@@ -263,7 +262,7 @@ def model_scale(net):
 _COMPILED = {}
 
 
-def _run(net, lr_float):
+def forward(net, lr_float):
     """One forward pass.  A tf.function traced once for any image size: graph
     execution is ~1.5x faster than eager on CPU (benchmarks/inference.py)."""
     if isinstance(net, runtimes.Exported):
@@ -342,20 +341,6 @@ def tiled(fn, image, scale, tile=None, overlap=4, convert=None):
     return out
 
 
-def super_resolve(net, lr, tile=None, convert=to_uint8):
-    """SR output of an RGB image (uint8, or float in [0, 1]); by default rounded to
-    8 bits as a saved PNG would be.  ``tile`` bounds memory without changing the
-    result (overlap = the model's receptive radius)."""
-    return tiled(lambda piece: _run(net, _as_float(piece)), lr, model_scale(net), tile,
-                 receptive_radius(net), convert)
-
-
-def super_resolve_bands(net, lr, tile, convert=to_uint8, on_tile=None):
-    """``super_resolve`` one band of tile rows at a time (see ``tiled_bands``)."""
-    return tiled_bands(lambda piece: _run(net, _as_float(piece)), lr, model_scale(net), tile,
-                       receptive_radius(net), convert, on_tile)
-
-
 # LR tile side: working memory scales with tile^2 (about 0.6 GB for the 128-wide
 # three_conv at 512), not with the image; the overlap costs (1 + 2r/tile)^2 of the
 # work for receptive radius r, so deep models get 28 radii (at most 15%): larger tiles
@@ -380,7 +365,7 @@ def receptive_radius(net):
     return models.receptive_radius(net)
 
 
-def _as_float(piece):
+def as_float(piece):
     """Tiles are made float as they are cut, so a uint8 image is never held as float."""
     if piece.dtype == np.uint8:
         return piece.astype(np.float32) / 255.0

@@ -115,13 +115,14 @@ def ncnn_teacher(name):
 def keras_teacher(name):
     """Any model ``inference.load_model`` takes (a shipped name or a file), uint8 -> uint8."""
     from superres import inference
+    from superres.upscaling import upscale
 
     try:
         net = inference.load_model(name, runtime="auto")
     except inference.ModelError as error:   # it names --model; here the flag is --teacher
         raise CacheError(str(error).replace(f"--model {name}", f"--teacher {name}", 1)) \
             from None
-    return lambda rgb: inference.super_resolve(net, rgb, tile=None)
+    return lambda rgb: upscale(rgb, net, tile=None, dtype=np.uint8)
 
 
 def teacher_function(name, runtime):

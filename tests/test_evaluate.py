@@ -8,6 +8,7 @@ from conftest import (SHARED_DATA, needs_shared_data, run_python, save_small_mod
                       write_png)
 
 import evaluate
+from superres.upscaling import upscale
 
 # Published x4 bicubic rows (EDSR / SwinIR tables): PSNR-Y, SSIM-Y, 4-pixel shave.
 PUBLISHED_BICUBIC = {"Set5": (28.42, 0.8104), "Set14": (26.00, 0.7027), "B100": (25.96, 0.6675)}
@@ -106,7 +107,7 @@ def test_shipped_weights_exist_and_load():
     net = inference.load_model()             # the default: the strongest shipped model
     assert inference.model_scale(net) == 4
     lr = smooth_image(10, 12)
-    assert inference.super_resolve(net, lr).shape == (40, 48, 3)
+    assert upscale(lr, net, dtype=np.uint8).shape == (40, 48, 3)
 
 
 # Set5 PSNR-Y floors of the shipped models (README: 30.76, 30.47, 31.58); three_conv must stay
@@ -252,7 +253,7 @@ def test_shipped_photo_models_keep_the_colours_of_b100(name, per_image):
     for item in pairs:
         lr = item["lr"]
         means = [image.reshape(-1, 3).astype(np.float64).mean(axis=0)
-                 for image in (inference.super_resolve(net, lr), bicubic.upscale(lr, 4))]
+                 for image in (upscale(lr, net, dtype=np.uint8), bicubic.upscale(lr, 4))]
         shifts[item["name"]] = means[0] - means[1]
     assert len(shifts) == 100
     tint = np.mean(list(shifts.values()), axis=0)

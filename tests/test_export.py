@@ -9,6 +9,7 @@ import export
 import model as models
 from superres import inference, metrics
 from superres.architectures import layers
+from superres.upscaling import upscale
 
 FLOAT_FORMATS = [("saved_model", "none", 1e-5), ("tflite", "none", 1e-5),
                  ("tflite", "float16", 5e-3), ("onnx", "none", 1e-5)]
@@ -43,10 +44,10 @@ def test_float_exports_match_keras_whole_and_tiled(small, fmt, quantize, toleran
     assert exported.scale == 4
     assert exported.radius == models.receptive_radius(net)
     image = smooth_image(37, 53)                       # odd-sized
-    expected = inference.super_resolve(net, image, convert=None)
-    whole = inference.super_resolve(exported, image, convert=None)
+    expected = upscale(image, net, dtype=np.float32)
+    whole = upscale(image, exported, dtype=np.float32)
     np.testing.assert_allclose(whole, expected, atol=tolerance)
-    tiled = inference.super_resolve(exported, image, tile=16, convert=None)  # 3 x 4 tiles
+    tiled = upscale(image, exported, tile=16, dtype=np.float32)  # 3 x 4 tiles
     np.testing.assert_allclose(tiled, expected, atol=tolerance)
 
 
@@ -61,10 +62,10 @@ def test_int8_is_close_to_keras_on_a_real_image(fmt, suffix, tmp_path):
     path = export.export_model(net, str(tmp_path / f"int8{suffix}"), fmt, "int8",
                                data="demo", count=8)
     lr = np.asarray(Image.open(lr_path).convert("RGB"))
-    expected = inference.super_resolve(net, lr)
+    expected = upscale(lr, net, dtype=np.uint8)
     exported = inference.load_model(path)
     assert exported.radius == models.receptive_radius(net)    # read through the QDQ nodes
-    quantized = inference.super_resolve(exported, lr, tile=64)
+    quantized = upscale(lr, exported, tile=64, dtype=np.uint8)
     assert metrics.psnr(expected, quantized) > 35
     if fmt == "onnx":   # DepthToSpace and the output Transpose move uint8, not float
         import onnx
@@ -165,8 +166,8 @@ def test_input_colours_export_adds_the_stage_to_a_h5_and_refuses_twice(tmp_path,
     assert "input colours: the output's low frequencies" in capsys.readouterr().out
     image = smooth_image(21, 17)
     expected = layers.with_input_colours(inference.load_model(h5), 1.5)
-    np.testing.assert_allclose(inference.super_resolve(inference.load_model(fixed), image),
-                               inference.super_resolve(expected, image), atol=1)
+    np.testing.assert_allclose(upscale(image, inference.load_model(fixed), dtype=np.uint8),
+                               upscale(image, expected, dtype=np.uint8), atol=1)
     assert export.main([fixed, "--format", "h5", "--input-colours", "1.5", "-o",
                         str(tmp_path / "twice.h5")]) == 2
     assert "keeps its input's colours already" in one_line_error(capsys.readouterr().err)
@@ -192,8 +193,8 @@ def test_shipped_onnx_exports_are_of_the_shipped_h5(name):
     found, problem = runtimes.onnx_export_of(h5)
     assert found == twin, f"{problem}: python export.py {name} --format onnx -o {twin} --overwrite"
     image = smooth_image(37, 53)
-    expected = inference.super_resolve(inference.load_model(h5), image, convert=None)
-    np.testing.assert_allclose(inference.super_resolve(runtimes.load(twin), image, convert=None),
+    expected = upscale(image, inference.load_model(h5), dtype=np.float32)
+    np.testing.assert_allclose(upscale(image, runtimes.load(twin), dtype=np.float32),
                                expected, atol=1e-5)
 
 

@@ -6,6 +6,7 @@ from conftest import SHARED_DATA, smooth_image
 
 import model as models
 from superres import inference, ncnn_weights
+from superres.upscaling import upscale
 
 
 def _blob_float16(values):
@@ -146,7 +147,7 @@ def test_published_weights_match_real_esrgans_own_runtime(name, index, crop, tmp
     image = np.asarray(Image.open(os.path.join(SHARED_DATA, "RealSRSet", "ppt3.png"))
                        .convert("RGB"))
     image = np.ascontiguousarray(image[:crop, :crop])
-    ours = inference.super_resolve(inference.load_model(path), image)
+    ours = upscale(image, inference.load_model(path), dtype=np.uint8)
     with tfquiet.quiet_stderr():
         theirs = np.asarray(Realesrgan(gpuid=-1, model=index).process_pil(Image.fromarray(image)))
     assert ours.shape == theirs.shape

@@ -8,8 +8,9 @@ from PIL import Image
 
 import model as models
 import predict
-from superres import images, inference, runtimes
+from superres import images, inference, limits, runtimes
 from superres.architectures import layers
+from superres.upscaling import upscale
 
 
 @pytest.fixture(scope="module")
@@ -25,84 +26,6 @@ def model_path(net, tmp_path_factory):
     path = str(tmp_path_factory.mktemp("model") / "net.h5")
     net.save(path)
     return path
-
-
-def test_default_tile_grows_with_the_receptive_radius(net):
-    deep = models.edsr(4, blocks=8, width=32)          # radius 19
-    assert inference.default_tile(net) == 512           # three_conv keeps 512
-    assert inference.default_tile(deep) == 576          # 28 radii, a multiple of 64
-    assert inference.default_tile(models.edsr(4, blocks=16, width=8)) == 1024   # radius 35
-
-
-@pytest.mark.parametrize("height,width,tile", [(37, 53, 16), (37, 53, 5), (20, 31, 9),
-                                               (64, 64, 33), (53, 37, 40)])
-def test_tiled_equals_whole_image(net, height, width, tile):
-    lr = smooth_image(height, width, seed=height)
-    whole = inference.super_resolve(net, lr, tile=None, convert=lambda p: p)
-    tiled = inference.super_resolve(net, lr, tile=tile, convert=lambda p: p)
-    assert tiled.shape == whole.shape == (4 * height, 4 * width, 3)
-    np.testing.assert_allclose(tiled, whole, atol=1e-5, rtol=0)
-    whole8 = inference.super_resolve(net, lr)
-    tiled8 = inference.super_resolve(net, lr, tile=tile)
-    # Float round-off may flip a value lying exactly on a rounding boundary, nothing more.
-    assert np.abs(whole8.astype(int) - tiled8.astype(int)).max() <= 1
-    assert np.mean(whole8 != tiled8) < 1e-3
-
-
-@pytest.mark.parametrize("name", ["rrdbnet", "srvgg"])
-@pytest.mark.parametrize("pad", [0, 5])
-def test_tiles_are_exact_for_real_esrgans_generators(name, pad):
-    """Also with Real-ESRGAN's mirrored margin: a tile's own margin only reaches its overlap."""
-    import keras
-
-    keras.utils.set_random_seed(0)
-    net = {"rrdbnet": lambda: models.rrdbnet(4, blocks=1, features=8, growth=4, reflect_pad=pad),
-           "srvgg": lambda: models.srvgg(4, convs=3, features=8, reflect_pad=pad)}[name]()
-    lr = smooth_image(45, 38, seed=5)
-    whole = inference.super_resolve(net, lr, tile=None, convert=lambda p: p)
-    tiled = inference.super_resolve(net, lr, tile=12, convert=lambda p: p)
-    assert inference.tile_count(lr.shape, 12) == 16
-    np.testing.assert_allclose(tiled, whole, atol=1e-5, rtol=0)
-
-
-@pytest.mark.parametrize("height,width,tile", [(37, 53, 16), (20, 31, 9)])
-def test_tiles_are_exact_for_a_model_that_keeps_its_input_colours(height, width, tile):
-    import keras
-
-    keras.utils.set_random_seed(0)
-    fixed = layers.with_input_colours(models.edsr(4, blocks=1, width=8))
-    lr = smooth_image(height, width, seed=height)
-    whole = inference.super_resolve(fixed, lr, tile=None, convert=lambda p: p)
-    tiled = inference.super_resolve(fixed, lr, tile=tile, convert=lambda p: p)
-    np.testing.assert_allclose(tiled, whole, atol=1e-5, rtol=0)
-
-
-@pytest.mark.parametrize("height,width,tile", [(3000, 4000, 768), (37, 53, 16), (20, 31, 9)])
-def test_tiles_are_near_equal_and_no_larger_than_asked(height, width, tile):
-    seen = []
-
-    def record(piece):
-        seen.append(piece.shape[:2])
-        return np.repeat(np.repeat(piece, 2, 0), 2, 1)
-
-    image = np.zeros((height, width, 1), np.uint8)
-    out = inference.tiled(record, image, 2, tile, overlap=0)
-    assert out.shape == (2 * height, 2 * width, 1)
-    assert len(seen) == inference.tile_count(image.shape, tile) == \
-        -(-height // tile) * -(-width // tile)
-    rows, cols = sorted({h for h, _ in seen}), sorted({w for _, w in seen})
-    assert rows[-1] <= tile and cols[-1] <= tile
-    # No thin remainder: every tile is within one tile-count of the largest.
-    assert rows[-1] - rows[0] < -(-height // tile) and cols[-1] - cols[0] < -(-width // tile)
-    if (height, width) == (3000, 4000):
-        assert seen[0] == (750, 667)
-
-
-def test_too_little_overlap_would_differ(net):
-    lr = smooth_image(40, 40, seed=1).astype(np.float32) / 255
-    whole = inference.tiled(lambda p: inference._run(net, p), lr, 4, None)
-    short = inference.tiled(lambda p: inference._run(net, p), lr, 4, tile=16, overlap=1)
-    assert np.abs(whole - short).max() > 1e-3
 
 
 def _save(path, array, **kwargs):
@@ -209,13 +132,13 @@ def test_an_output_another_run_claims_meanwhile_is_left_alone(model_path, tmp_pa
                                                              monkeypatch, capsys):
     source = _save(str(tmp_path / "x.png"), smooth_image(8, 8))
     target = tmp_path / "x_x4.png"
-    checked = predict.check_input_size
+    checked = limits.check_input_size
 
     def another_run_writes_first(path, scale, max_mp):   # after this run found no x_x4.png
         target.write_bytes(b"the other run's")
         return checked(path, scale, max_mp)
 
-    monkeypatch.setattr(predict, "check_input_size", another_run_writes_first)
+    monkeypatch.setattr(limits, "check_input_size", another_run_writes_first)
     assert predict.main([source, "--model", model_path]) == 1
     assert target.read_bytes() == b"the other run's"
     assert f"error: {target} was written by another run meanwhile" in capsys.readouterr().err
@@ -437,26 +360,6 @@ def test_input_too_large_for_memory_is_refused_before_decoding(model_path, tmp_p
     assert not os.path.exists(tmp_path / "o.png")
 
 
-def test_memory_check_counts_the_tile_of_a_deep_model(tmp_path, monkeypatch):
-    import collections
-
-    import psutil
-
-    memory = collections.namedtuple("memory", "available")
-    monkeypatch.setattr(psutil, "virtual_memory", lambda: memory(2 * 2**30))
-    layout = (6000, 8000, 3, 8)            # a 2000x1500 input, x4, written as PNG
-    target = str(tmp_path / "out.png")
-    predict.check_output_size(target, layout, 512, 4, radius=4)       # three_conv: fits
-    with pytest.raises(images.ImageWriteError, match="needs about 2.5 GB of memory"):
-        predict.check_output_size(target, layout, 1216, 4, radius=19)  # EDSR, a 1216 tile
-    with pytest.raises(images.ImageWriteError, match="needs about 4.0 GB of memory"):
-        predict.check_output_size(target, layout, 1216, 4, radius=19,  # run by ONNX Runtime
-                                  per_pixel=predict.ARENA_TILE_BYTES_PER_PIXEL)
-    # The whole image (no tile) counts every LR pixel once, whatever the radius.
-    assert predict.working_memory(1500, 2000, None, 19) == \
-        predict.BASE_MEMORY + predict.TILE_BYTES_PER_PIXEL * 1500 * 2000
-
-
 def test_gray_with_alpha_to_tiff_keeps_gray_and_alpha(model_path, tmp_path):
     gray = smooth_image(20, 24, seed=2)[..., 0]
     source = str(tmp_path / "la.png")
@@ -495,16 +398,6 @@ def test_model_by_shipped_name_and_strongest_default(model_path, tmp_path, monke
     assert predict.main([source, "-o", str(tmp_path / "v.png")]) == 0
     assert "model: edsr_real_gan (" in capsys.readouterr().out
     assert inference.resolve_model_path(None) == inference.shipped_path("edsr")
-
-
-def test_onnx_runtime_is_counted_with_its_arena(tmp_path):
-    from superres import runtimes
-
-    run = lambda image: np.zeros((4 * image.shape[0], 4 * image.shape[1], 3), np.float32)  # noqa: E731
-    onnx_like = runtimes.Exported(str(tmp_path / "m.onnx"), "onnx", run, radius=4)
-    tflite_like = runtimes.Exported(str(tmp_path / "m.tflite"), "tflite", run, radius=4)
-    assert predict.tile_bytes_per_pixel(onnx_like) == predict.ARENA_TILE_BYTES_PER_PIXEL
-    assert predict.tile_bytes_per_pixel(tflite_like) == predict.TILE_BYTES_PER_PIXEL
 
 
 def test_an_onnx_model_runs_without_importing_tensorflow(net, model_path, tmp_path):
@@ -560,13 +453,13 @@ def test_a_blend_is_the_model_of_the_blended_weights(blendable_models, runtime):
                           for x, y in zip(one.get_weights(), two.get_weights())])
     blend = inference.load_blend(a, b, 0.3, runtime)
     assert isinstance(blend, runtimes.Exported) == (runtime == "auto")
-    got = inference.super_resolve(blend, lr, convert=None)
-    np.testing.assert_allclose(got, inference.super_resolve(expected, lr, convert=None),
+    got = upscale(lr, blend, dtype=np.float32)
+    np.testing.assert_allclose(got, upscale(lr, expected, dtype=np.float32),
                                atol=1e-5)
     for weight, model in ((0.0, one), (1.0, two)):
         ends = inference.load_blend(a, b, weight, runtime)
-        np.testing.assert_allclose(inference.super_resolve(ends, lr, convert=None),
-                                   inference.super_resolve(model, lr, convert=None), atol=1e-5)
+        np.testing.assert_allclose(upscale(lr, ends, dtype=np.float32),
+                                   upscale(lr, model, dtype=np.float32), atol=1e-5)
 
 
 @pytest.mark.parametrize("runtime", ["auto", "tensorflow"])
@@ -583,8 +476,8 @@ def test_a_blend_with_a_model_that_keeps_its_input_colours_keeps_them(blendable_
     for blend in (inference.load_blend(b, c, 0.6, runtime),
                   inference.load_blend(c, b, 0.4, runtime)):
         assert not isinstance(blend, runtimes.Exported)    # two graphs: Keras blends them
-        np.testing.assert_allclose(inference.super_resolve(blend, lr, convert=None),
-                                   inference.super_resolve(expected, lr, convert=None),
+        np.testing.assert_allclose(upscale(lr, blend, dtype=np.float32),
+                                   upscale(lr, expected, dtype=np.float32),
                                    atol=1e-5)
 
 
@@ -623,9 +516,3 @@ def test_a_blend_knob_blends_its_shipped_pair_and_says_so(blendable_models, knob
     finally:
         os.rename(folder / "gone.h5", folder / f"{high}_x4.h5")
     assert f"{high}_x4.h5 is missing" in capsys.readouterr().err
-
-
-def test_memory_per_tile_pixel_grows_with_the_models_largest_layer_output():
-    assert predict.tile_bytes_per_pixel(models.edsr(4, blocks=2, width=32)) == 1024
-    # x4plus's layers after its two x2 upsamplings: 64 channels at 16 times the pixels.
-    assert predict.tile_bytes_per_pixel(models.rrdbnet(4, blocks=1, features=64)) == 16 * 1024

@@ -40,7 +40,8 @@ def crop_psnr(hr, test, scale):
 def panels(folder, name, models, crop=None, scale=4):
     """[(title, uint8 crop)] for bicubic, each model and HR."""
     from superres import bicubic, images, inference
-    from predict import busiest_window
+    from superres.upscaling import upscale
+    from superres.figures import busiest_window
 
     hr = images.to_uint8(images.read_image(os.path.join(folder, "HR", f"{name}.png")).rgb)
     lr = images.to_uint8(images.read_image(
@@ -51,7 +52,7 @@ def panels(folder, name, models, crop=None, scale=4):
     for model in models:
         path = inference.resolve_model_path(model)
         outputs.append((inference.describe(path).split(" ")[0],
-                        inference.super_resolve(inference.load_model(path), lr)))
+                        upscale(lr, inference.load_model(path), dtype=np.uint8)))
     result = [(f"{title}: {crop_psnr(hr[window], out[window], scale):.2f} dB", out[window])
               for title, out in outputs]
     return result + [("HR", hr[window])]

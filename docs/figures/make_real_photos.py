@@ -55,15 +55,16 @@ def read_lr(folder, name):
 
 def upscaled_crop(net, lr, window):
     """(whole-image NIQE, the crop of the output) of ``net`` (None: bicubic) on ``lr``."""
-    from superres import bicubic, inference, metrics
+    from superres import bicubic, metrics
+    from superres.upscaling import upscale
 
-    out = bicubic.upscale(lr, SCALE) if net is None else inference.super_resolve(net, lr)
+    out = bicubic.upscale(lr, SCALE) if net is None else upscale(lr, net, dtype=np.uint8)
     return metrics.niqe_of(out), out[window]
 
 
 def rows(args, crops):
     from superres import inference
-    from predict import busiest_window
+    from superres.figures import busiest_window
 
     def window(lr, name):
         top, left = crops.get(name) or busiest_window(lr, args.size)

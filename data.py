@@ -284,14 +284,13 @@ def patches_per_visit(lr, lr_patch, patches_per_image):
 
 
 def degraded(degradation, scale, seed_offset=0):
-    """(hr, lr, seed) -> (hr, lr) with LR made anew from the HR patch by
-    ``degradation`` (degradations.Settings), or the pair as it is for None."""
+    """(hr, lr, seed) -> (hr, lr) with LR made anew from the HR patch by ``degradation``
+    (a function of (hr, seed): degradations.chosen), or the pair as it is for None."""
     if degradation is None:
         return lambda hr, lr, seed: (hr, lr)
-    from superres import degradations
 
     def degrade(hr, lr, seed):
-        lr = degradations.degrade(hr, seed + seed_offset, degradation, scale)
+        lr = degradation(hr, seed + seed_offset)
         # The LR's static shape, which the ops lose (Keras' bilinear UpSampling2D, in the
         # discriminator, needs it in a graph).
         side = [None if d is None else d // scale for d in hr.shape[:2]]
@@ -309,8 +308,8 @@ def training_dataset(pairs, patch_size=64, scale=4, batch_size=16, patches_per_i
     so PNG decoding and LR generation happen once; each visit to an image cuts
     ``patches_per_visit`` random aligned crops, each flipped/rotated at random,
     and patches from many images are mixed in a shuffle buffer (uint8, ~13 KB each).
-    With a ``degradation`` (degradations.Settings) each patch's LR is made from its
-    HR by Real-ESRGAN's model, with random draws of its own.
+    With a ``degradation`` (degradations.chosen) each patch's LR is made from its HR,
+    with random draws of its own.
     """
     if patch_size % scale:
         raise ValueError(f"patch size {patch_size} is not a multiple of scale {scale}")

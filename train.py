@@ -41,8 +41,8 @@ def build_datasets(args):
     from superres import degradations
     from superres.fileio import can_write_in
 
-    degradation = degradations.settings_from(args.realesrgan) \
-        if args.degradation == "realesrgan" else None
+    degradation = degradations.chosen(args.degradation, getattr(args, args.degradation, None),
+                                      args.scale)
     if args.teacher:
         return teacher_datasets(args)
     if args.data == "div2k":

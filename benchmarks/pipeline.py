@@ -122,7 +122,7 @@ def degradation_rate(batches=60, batch=16, patch=128):
 
     pairs = data.pair_dataset(os.path.join(SHARED_DATA, "train"), "train", holdout=False)
     stream = iter(data.training_dataset(pairs, patch, batch_size=batch,
-                                        degradation=degradations.Settings()))
+                                        degradation=degradations.chosen("realesrgan")))
     for _ in range(20):   # the first batch waits for the cache and the shuffle buffer
         next(stream)
     started = time.perf_counter()

@@ -57,24 +57,25 @@ class Settings:
     final_sinc_prob: float = 0.8
 
 
-def settings_from(table):
-    """Settings from a mapping (a config file's [degradation] table); unknown or
-    malformed entries raise ValueError naming them."""
-    fields = {f.name: f for f in dataclasses.fields(Settings)}
+def settings_from(table, name="realesrgan"):
+    """The settings of the degradation model ``name`` from a mapping (a config file's table
+    of that name); unknown or malformed entries raise ValueError naming them."""
+    _, settings_class, _ = MODELS[name]
+    fields = {f.name: f for f in dataclasses.fields(settings_class)}
     unknown = sorted(set(table) - set(fields))
     if unknown:
         raise ValueError(f"unknown degradation setting {', '.join(unknown)}")
     values = {}
-    for name, value in table.items():
-        default = fields[name].default
+    for field, value in table.items():
+        default = fields[field].default
         if isinstance(default, tuple):
             if not (isinstance(value, (list, tuple)) and len(value) == len(default)):
-                raise ValueError(f"degradation {name} must be a list of {len(default)} numbers")
+                raise ValueError(f"degradation {field} must be a list of {len(default)} numbers")
             value = tuple(float(v) for v in value)
         else:
             value = float(value)
-        values[name] = value
-    settings = Settings(**values)
+        values[field] = value
+    settings = settings_class(**values)
     check(settings)
     return settings
 
@@ -326,3 +327,26 @@ def smallest_hr_side(settings=Settings(), scale=4):
     """The least HR side ``degrade`` accepts: every image it filters must exceed half
     a kernel (reflected borders), the first stage's smallest resize included."""
     return math.ceil((MAX_KERNEL // 2 + 1) / min(settings.resize_range[0], 1.0))
+
+
+# The degradation models by name: (degrade(hr, seed, settings, scale), its settings' dataclass,
+# the least HR side it takes for given settings and scale).  A model named X takes its ranges
+# from the config's [X] table.  "bicubic" (the pairs' own LR: MATLAB imresize, or the source's
+# LR files) is the absence of a model.  Settings' --degradation choices list these names.
+MODELS = {"realesrgan": (degrade, Settings, smallest_hr_side)}
+
+
+def chosen(name, table=None, scale=4):
+    """The LR-making function of (uint8 HR, seed) of the degradation model ``name`` with the
+    ranges of ``table``; None for "bicubic"."""
+    if name == "bicubic":
+        return None
+    make, _, _ = MODELS[name]
+    settings = settings_from(table or {}, name)
+    return lambda hr, seed: make(hr, seed, settings, scale)
+
+
+def least_hr_side(name, table=None, scale=4):
+    """The least HR side that the degradation model ``name`` takes with ``table``."""
+    _, _, least = MODELS[name]
+    return least(settings_from(table or {}, name), scale)

@@ -239,6 +239,6 @@ def test_degraded_batches_keep_their_static_shapes(tmp_path):
     folder.mkdir()
     write_png(folder / "a.png", smooth_image(160, 160))
     pairs = data.pair_dataset(str(folder), "train", 4, holdout=False)
-    batches = data.training_dataset(pairs, 128, 4, 2, degradation=degradations.Settings())
+    batches = data.training_dataset(pairs, 128, 4, 2, degradation=degradations.chosen("realesrgan"))
     lr, hr = batches.element_spec
     assert lr.shape == (2, 32, 32, 3) and hr.shape == (2, 128, 128, 3)

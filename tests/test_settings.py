@@ -214,3 +214,16 @@ def test_the_gan_recipe_resolves_to_real_esrgans_terms(monkeypatch):
     assert (args.pixel_weight, args.perceptual_weight, args.adversarial_weight) == (1, 1, 0.1)
     assert args.perceptual_layers == [0.1, 0.1, 1, 1, 1] and args.unsharp_target
     assert args.init_from == "weights/edsr_real_x4.h5" and args.ema == 0.999
+
+
+def test_the_choices_of_settings_are_their_registries_names():
+    """A registered loss, backbone or degradation model is a choice of its setting (settings
+    are declared without importing TensorFlow, so the names are written there too)."""
+    from superres import degradations, losses
+
+    choices = {s.name: s.choices for s in settings.TRAINING}
+    assert set(choices["loss"]) == set(losses.PIXEL)
+    assert set(choices["adversarial_loss"]) == set(losses.ADVERSARIAL)
+    assert set(choices["perceptual_backbone"]) == set(losses.VGG_CONVS)
+    assert set(choices["degradation"]) == {"bicubic"} | set(degradations.MODELS)
+    assert set(settings.DEGRADATION_TABLES) == set(degradations.MODELS)

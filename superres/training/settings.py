@@ -58,14 +58,18 @@ def _kernel_initializer(value):
     return None
 
 
-def _realesrgan(table):
-    from superres import degradations
+def _ranges_of(name):
+    """The check of the table of the degradation model ``name``'s ranges."""
+    def check(table):
+        from superres import degradations
 
-    try:
-        degradations.settings_from(table)
-    except ValueError as error:
-        return f"[{error}]"
-    return None
+        try:
+            degradations.settings_from(table, name)
+        except ValueError as error:
+            return f"[{error}]"
+        return None
+
+    return check
 
 
 def _rescale(factors):
@@ -88,7 +92,7 @@ TRAINING = (
       "resizing, noise and JPEG, drawn anew for every patch; ranges in the config's "
       "[realesrgan] table)", choices=("bicubic", "realesrgan"), group="data"),
     S("realesrgan", {}, "degradation ranges and probabilities (degradations.Settings)",
-      kind="table", check=_realesrgan, group="data", cli=False),
+      kind="table", check=_ranges_of("realesrgan"), group="data", cli=False),
     S("scale", 4, "upscaling factor", kind="int", check=at_least(1), group="data"),
     S("patch_size", 64, "HR patch side (LR patch = this / scale)", kind="int",
       check=at_least(1), group="data"),
@@ -223,6 +227,8 @@ TRAINING = (
 )
 del S
 BY_NAME = {s.name: s for s in TRAINING}
+# The table settings: each degradation model's ranges, named after it (degradations.MODELS).
+DEGRADATION_TABLES = tuple(s.name for s in TRAINING if s.kind == "table")
 GROUPS = {"data": "data", "model": "model", "training": "optimization", "run": "run folder",
           "gan": "adversarial and perceptual training",
           "speed": "speed and distribution"}
@@ -248,11 +254,11 @@ def _rules(v):
            "--rescale and --val-data do not apply"
            if v.teacher and (v.degradation != "bicubic" or v.rescale != [1.0] or v.val_data)
            else None)
-    if v.degradation == "realesrgan":
+    if v.degradation != "bicubic":
         from superres import degradations
 
-        least = degradations.smallest_hr_side(degradations.settings_from(v.realesrgan), v.scale)
-        yield (f"--patch-size must be at least {least} with degradation realesrgan (its "
+        least = degradations.least_hr_side(v.degradation, getattr(v, v.degradation), v.scale)
+        yield (f"--patch-size must be at least {least} with degradation {v.degradation} (its "
                "smallest resize must leave room for the blur kernels)"
                if v.patch_size < least or v.val_patch_size < least else None)
 
@@ -388,14 +394,15 @@ def parse(argv=None, description="", prepare=None):
     for problem in _rules(args):
         if problem:
             parser.error(problem)
-    if args.degradation == "realesrgan":
-        from superres import degradations
+    for name in DEGRADATION_TABLES:   # the chosen model's ranges, in full, in config.json
+        if name == args.degradation:
+            from superres import degradations
 
-        args.realesrgan = dataclasses.asdict(degradations.settings_from(args.realesrgan))
-        args.realesrgan = {k: list(v) if isinstance(v, tuple) else v
-                           for k, v in args.realesrgan.items()}
-    elif args.realesrgan:
-        parser.error("a [realesrgan] table needs degradation = \"realesrgan\"")
+            table = dataclasses.asdict(degradations.settings_from(getattr(args, name), name))
+            setattr(args, name, {k: list(v) if isinstance(v, tuple) else v
+                                 for k, v in table.items()})
+        elif getattr(args, name):
+            parser.error(f"a [{name}] table needs degradation = \"{name}\"")
     return args
 
 

@@ -21,7 +21,6 @@ import tempfile
 from superres.fileio import can_write_in, human_size, is_disk_full
 from superres.messages import ArgumentParser
 
-FORMATS = ("saved_model", "tflite", "onnx", "h5")
 QUANTIZATIONS = ("none", "float16", "int8")
 
 
@@ -35,7 +34,7 @@ def parse_args(argv=None):
         help="a model .h5 file or a shipped model's name (edsr, three_conv, three_conv_64x32, "
              "realesrgan_x4plus, realesr_animevideov3); "
              "default: the strongest shipped one")
-    add("--format", choices=FORMATS, default="saved_model", help="what to export to")
+    add("--format", choices=tuple(FORMATS), default="saved_model", help="what to export to")
     add("--quantize", choices=QUANTIZATIONS, default="none",
         help="float16 weights (tflite), or int8 (tflite or onnx: post-training quantization "
              "of weights and activations, calibrated on --data; float input and output)")
@@ -55,31 +54,34 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.input_colours is not None and args.input_colours <= 0:
         parser.error(f"--input-colours must be above 0 (LR pixels), got {args.input_colours:g}")
-    if args.quantize != "none" and args.format == "h5":
-        parser.error("--quantize applies to --format tflite or onnx")
-    if args.quantize == "float16" and args.format != "tflite":
-        parser.error("--quantize float16 applies to --format tflite only")
-    if args.quantize == "int8" and args.format == "saved_model":
-        parser.error("--quantize int8 applies to --format tflite or onnx")
+    _, _, quantizations = FORMATS[args.format]
+    if args.quantize not in quantizations:
+        takers = [name for name, (_, _, taken) in FORMATS.items() if args.quantize in taken]
+        parser.error(f"--quantize {args.quantize} applies to --format {' or '.join(takers)}"
+                     + (" only" if len(takers) == 1 else ""))
     if args.calibration_images < 1:
         parser.error("--calibration-images must be at least 1")
     return args
 
 
 def default_output(model_path, fmt, quantize):
-    stem = os.path.splitext(os.path.basename(model_path))[0]
+    """exports/NAME: the model's name, the quantization, the format's suffix (a folder:
+    NAME_FORMAT; a file of the model's own suffix: NAME_export)."""
+    stem, source_suffix = os.path.splitext(os.path.basename(model_path))
+    _, suffix, _ = FORMATS[fmt]
     tag = "" if quantize == "none" else "_" + quantize
-    name = {"saved_model": f"{stem}_saved_model", "onnx": f"{stem}{tag}.onnx",
-            "tflite": f"{stem}{tag}.tflite", "h5": f"{stem}_export.h5"}[fmt]
+    name = (f"{stem}{tag}_{fmt}" if suffix is None else
+            f"{stem}{tag}_export{suffix}" if suffix == source_suffix else f"{stem}{tag}{suffix}")
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "exports", name)
 
 
 def check_output(path, fmt, overwrite):
-    suffix = {"tflite": ".tflite", "onnx": ".onnx", "h5": ".h5"}.get(fmt)
+    _, suffix, _ = FORMATS[fmt]
+    files = tuple(s for _, s, _ in FORMATS.values() if s)
     if suffix and not path.endswith(suffix):
         raise ExportError(f"-o {path}: a {fmt} export is a {suffix} file")
-    if suffix is None and path.endswith((".tflite", ".onnx", ".h5")):
-        raise ExportError(f"-o {path}: a SavedModel is a folder; give a folder name")
+    if suffix is None and path.endswith(files):
+        raise ExportError(f"-o {path}: a {fmt} export is a folder; give a folder name")
     if os.path.exists(path) and not overwrite:
         raise ExportError(f"{path} exists; pass --overwrite to replace it")
     if not can_write_in(os.path.dirname(os.path.abspath(path))):
@@ -107,8 +109,9 @@ def calibration_images(data, count):
     return crops
 
 
-def tflite_options(quantize, data, count):
-    """Converter settings: builtin ops only (no Flex delegate needed)."""
+def tflite_options(quantize, calibration):
+    """Converter settings: builtin ops only (no Flex delegate needed); ``calibration()``
+    gives int8's representative crops."""
     import tensorflow as tf
 
     builtins = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -117,7 +120,7 @@ def tflite_options(quantize, data, count):
     if quantize == "float16":
         return {"optimizations": [tf.lite.Optimize.DEFAULT],
                 "target_spec": {"supported_ops": builtins, "supported_types": [tf.float16]}}
-    crops = calibration_images(data, count)
+    crops = calibration()
     return {"optimizations": [tf.lite.Optimize.DEFAULT],
             "representative_dataset": lambda: ([crop] for crop in crops),
             "target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8] + builtins}}
@@ -179,38 +182,67 @@ def stamp_onnx(path, source, quantize):
     onnx.save(proto, path)
 
 
+def _keras_export(net, path, keras_format, **options):
+    """Keras' own export, for images of any height and width."""
+    import keras
+
+    from superres import tfquiet
+
+    spec = [keras.InputSpec(shape=(None, None, None, 3), dtype="float32")]
+    with tfquiet.quiet_stderr():   # the LiteRT converter's C++ lines ("fully_quantize: 0 ...")
+        net.export(path, format=keras_format, verbose=False, input_signature=spec, **options)
+
+
+def write_saved_model(net, path, quantize, calibration, source):
+    _keras_export(net, path, "tf_saved_model")
+
+
+def write_tflite(net, path, quantize, calibration, source):
+    _keras_export(net, path, "litert", **tflite_options(quantize, calibration))
+
+
+def write_onnx(net, path, quantize, calibration, source):
+    if quantize == "none":
+        _keras_export(net, path, "onnx")
+    else:
+        crops = calibration()   # before the float export: a bad --data fails in seconds
+        float_path = os.path.join(os.path.dirname(path), "float.onnx")
+        _keras_export(net, float_path, "onnx")
+        quantize_onnx(float_path, path, crops)
+    if source:
+        stamp_onnx(path, source, quantize)
+
+
+def write_h5(net, path, quantize, calibration, source):
+    net.save(path)
+
+
+# The export formats: (writer of (net, path, quantize, calibration, source .h5 or None), the
+# file's suffix or None for a folder, the quantizations it takes).  A new format is a writer
+# and one line here.
+FORMATS = {
+    "saved_model": (write_saved_model, None, ("none",)),
+    "tflite": (write_tflite, ".tflite", ("none", "float16", "int8")),
+    "onnx": (write_onnx, ".onnx", ("none", "int8")),
+    "h5": (write_h5, ".h5", ("none",)),
+}
+
+
 def export_model(net, path, fmt, quantize="none", data="demo", count=64, source=None):
     """Write ``net`` to ``path`` in ``fmt``: built beside the target under a
     temporary name, then renamed, so a kill leaves no half-written export.
     ``source``: the .h5 file ``net`` was loaded from, recorded in ONNX exports."""
     import warnings
 
-    import keras
-
     # tf2onnx's own FutureWarning about np.object, not the user's business.
     warnings.filterwarnings("ignore", message=".*np.object", category=FutureWarning)
-    options = tflite_options(quantize, data, count) if fmt == "tflite" else {}
-    crops = calibration_images(data, count) if fmt == "onnx" and quantize == "int8" else None
+    write, _, _ = FORMATS[fmt]
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     work = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent)
     try:
         built = os.path.join(work, os.path.basename(path))
-        spec = [keras.InputSpec(shape=(None, None, None, 3), dtype="float32")]
-        keras_format = {"saved_model": "tf_saved_model", "tflite": "litert"}.get(fmt, fmt)
-        exported = built if crops is None else os.path.join(work, "float.onnx")
-        from superres import tfquiet
-
-        if fmt == "h5":
-            net.save(exported)
-        else:
-            with tfquiet.quiet_stderr():   # the LiteRT converter's C++ lines ("fully_quantize: 0 ...")
-                net.export(exported, format=keras_format, verbose=False,
-                           input_signature=spec, **options)
-        if crops is not None:
-            quantize_onnx(exported, built, crops)
-        if fmt == "onnx" and source:
-            stamp_onnx(built, source, quantize)
+        write(net, built, quantize, lambda: calibration_images(data, count), source)
         if os.path.isdir(path):
             shutil.rmtree(path)     # --overwrite of a SavedModel folder
         os.replace(built, path)

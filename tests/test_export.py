@@ -176,7 +176,7 @@ def test_input_colours_export_adds_the_stage_to_a_h5_and_refuses_twice(tmp_path,
     assert export.main([h5, "--format", "onnx", "--input-colours", "1.5", "-o", onnx_path]) == 0
     assert runtimes.onnx_export_of(h5)[0] is None
     for flags, message in ((["--input-colours", "0"], "--input-colours must be above 0"),
-                           (["--format", "h5", "--quantize", "int8"], "--quantize applies")):
+                           (["--format", "h5", "--quantize", "int8"], "--quantize int8 applies to --format tflite or onnx")):
         with pytest.raises(SystemExit):
             export.parse_args(flags)
         assert message in capsys.readouterr().err

@@ -48,7 +48,7 @@ def parse_args(argv=None):
              "beside this script, NAME from the model and the options")
     add("--input-colours", type=float, default=None, metavar="SIGMA",
         help="follow the network by a fixed stage that gives the output the input's low "
-             "frequencies (a Gaussian of SIGMA LR pixels; model.InputColours), so an image's "
+             "frequencies (a Gaussian of SIGMA LR pixels; layers.InputColours), so an image's "
              "colours and brightness stay the input's (as edsr_real_gan ships)")
     add("--overwrite", action="store_true", help="replace an existing output")
     args = parser.parse_args(argv)

@@ -131,9 +131,9 @@ def quantize_onnx(float_path, path, crops):
     uint8 activations (its fast u8s8 kernels), min/max calibrated.
 
     Weights use 7 bits (``reduce_range``): x86 CPUs without VNNI multiply u8 x s8 pairs
-    with VPMADDUBSW, whose int16 sums saturate; with 8-bit weights the shipped model's
-    output fell to 26 dB PSNR against Keras on such a CPU, 36.7 dB with 7 (ONNX Runtime's
-    quantize_static docstring gives the same advice)."""
+    with VPMADDUBSW, whose int16 sums saturate, so 8-bit weights ruin the output on such a
+    CPU (ONNX Runtime's quantize_static docstring gives the same advice;
+    docs/deployment.md)."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quant_pre_process, quantize_static)

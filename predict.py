@@ -51,9 +51,7 @@ def parse_args(argv=None):
     add("--tile", type=int, default=None,
         help="LR tile side in pixels (bounds memory; the result does not depend on it); "
              "0 runs the whole image at once; default: 512, or 28 receptive radii for deep "
-             "models (768 for the shipped edsr and edsr_real, 960 for edsr_real_gan, whose "
-             "colour stage reaches 6 pixels further), whose overlap would otherwise cost "
-             "more; tiles are split evenly")
+             "models, whose overlap would otherwise cost more; tiles are split evenly")
     add("--max-pixels", type=float, default=MAX_INPUT_MP, metavar="MP",
         help=f"refuse, before decoding, an input of more than this many megapixels (default "
              f"{MAX_INPUT_MP:g}: its x4 output is 16 times that); 0 = no limit")
@@ -61,8 +59,8 @@ def parse_args(argv=None):
     add("--skip-existing", action="store_true",
         help="leave inputs whose output exists alone (continue an interrupted folder run)")
     add("--bfloat16", action="store_true",
-        help="compute in bfloat16: faster on CPUs with AVX512_BF16/AMX, at a cost of a "
-             "few thousandths of a dB (docs/performance.md)")
+        help="compute in bfloat16: faster on CPUs with AVX512_BF16/AMX, slightly less exact "
+             "(docs/performance.md)")
     add("--runtime", choices=RUNTIMES, default="auto", help=RUNTIME_HELP)
     add("--compare", action="store_true",
         help="also write NAME_x4_compare.png: nearest, bicubic and model side by side, "

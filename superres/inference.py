@@ -264,7 +264,7 @@ _COMPILED = {}
 
 def forward(net, lr_float):
     """One forward pass.  A tf.function traced once for any image size: graph
-    execution is ~1.5x faster than eager on CPU (benchmarks/inference.py)."""
+    execution is faster than eager on CPU (benchmarks/inference.py)."""
     if isinstance(net, runtimes.Exported):
         return net.run(lr_float)
     import tensorflow as tf
@@ -341,12 +341,10 @@ def tiled(fn, image, scale, tile=None, overlap=4, convert=None):
     return out
 
 
-# LR tile side: working memory scales with tile^2 (about 0.6 GB for the 128-wide
-# three_conv at 512), not with the image; the overlap costs (1 + 2r/tile)^2 of the
-# work for receptive radius r, so deep models get 28 radii (at most 15%): larger tiles
-# were slower end to end, their activations beyond any cache and their fresh memory
-# paged in per tile (edsr 12x32 on a 4000x3000 photo: 37.6 s at 768, 42.5 at 1728 and
-# 4.8 GiB instead of 1.5; docs/performance.md).
+# LR tile side: working memory scales with tile^2, not with the image; the overlap costs
+# (1 + 2r/tile)^2 of the work for receptive radius r, so deep models get 28 radii (at most
+# 15% of overlap): larger tiles were slower end to end, their activations beyond any cache
+# and their fresh memory paged in per tile (docs/performance.md).
 TILE = 512
 TILE_RADII = 28
 

@@ -38,6 +38,25 @@ def save_small_model(folder, widths=(16, 8)):
     return path
 
 
+@pytest.fixture(scope="module")
+def net():
+    """A small untrained three_conv x4 (a fixed seed), for the upscaling tests."""
+    import keras
+
+    import model as models
+
+    keras.utils.set_random_seed(0)
+    return models.three_conv(scale=4, widths=(16, 8))
+
+
+@pytest.fixture(scope="module")
+def model_path(net, tmp_path_factory):
+    """``net`` saved as .h5."""
+    path = str(tmp_path_factory.mktemp("model") / "net.h5")
+    net.save(path)
+    return path
+
+
 def write_png(path, image):
     from PIL import Image
 

@@ -13,21 +13,6 @@ from superres.architectures import layers
 from superres.upscaling import upscale
 
 
-@pytest.fixture(scope="module")
-def net():
-    import keras
-
-    keras.utils.set_random_seed(0)
-    return models.three_conv(scale=4, widths=(16, 8))
-
-
-@pytest.fixture(scope="module")
-def model_path(net, tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("model") / "net.h5")
-    net.save(path)
-    return path
-
-
 def _save(path, array, **kwargs):
     Image.fromarray(array).save(path, **kwargs)
     return path

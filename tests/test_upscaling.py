@@ -10,21 +10,6 @@ from superres.architectures import layers
 from superres.upscaling import upscale
 
 
-@pytest.fixture(scope="module")
-def net():
-    import keras
-
-    keras.utils.set_random_seed(0)
-    return models.three_conv(scale=4, widths=(16, 8))
-
-
-@pytest.fixture(scope="module")
-def model_path(net, tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("model") / "net.h5")
-    net.save(path)
-    return path
-
-
 def test_default_tile_grows_with_the_receptive_radius(net):
     deep = models.edsr(4, blocks=8, width=32)          # radius 19
     assert inference.default_tile(net) == 512           # three_conv keeps 512

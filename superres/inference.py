@@ -166,6 +166,20 @@ BLENDS = {
     "denoise": ("edsr", "edsr_real"),
     "detail": ("edsr_real", "edsr_real_gan"),
 }
+# The knob each model has: the blend whose 1 it is.
+KNOBS = {high: knob for knob, (_, high) in BLENDS.items()}
+
+# Every model --model names, in one line each (predict.py --help, the app, the README's list).
+DESCRIPTIONS = {
+    "edsr_real_gan": "real photos (JPEG, noise, blur): EDSR 12 x 32 trained on Real-ESRGAN's "
+                     "degradations with perceptual and adversarial terms; draws texture",
+    "edsr_real": "real photos: the same network without those terms, cleaner and softer",
+    "edsr": "clean images: EDSR 12 x 32, the sharpest on bicubic-downscaled inputs",
+    "three_conv": "the seed's three-convolution network, widths 128/64",
+    "three_conv_64x32": "the seed's three-convolution network at its own widths 64/32",
+    "realesrgan_x4plus": "Real-ESRGAN x4plus's published weights (RRDBNet): strong on photos, slow",
+    "realesr_animevideov3": "Real-ESRGAN's published compact model for animation",
+}
 
 
 def blend_model(knob, strength, runtime="auto"):

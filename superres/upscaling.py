@@ -79,6 +79,24 @@ def upscale_bands(net, image, tile="auto", on_tile=None, dtype=None):
         yield row, np.concatenate([band, alpha_band[..., None]], -1)
 
 
+def read_checked(net, source, target, tile="auto", max_mp=None):
+    """The UserImage of the file ``source`` once it is known to fit: refused before decoding
+    above ``max_mp`` megapixels (None: limits.MAX_INPUT_MP, 0: no limit) or beyond the
+    memory, and before any work when ``target``'s format cannot hold it or its output would
+    not fit in memory (images.ImageReadError / ImageWriteError) or on the disk
+    (limits.DiskTooFull)."""
+    from superres import images, inference, limits
+
+    scale = inference.model_scale(net)
+    tile = inference.default_tile(net) if tile == "auto" else tile
+    limits.check_input_size(source, scale, limits.MAX_INPUT_MP if max_mp is None else max_mp)
+    image = images.read_image(source, keep_8bit=True)
+    images.check_output_format(target, image.alpha is not None)
+    limits.check_output_size(target, output_layout(image, scale), tile, scale,
+                             inference.receptive_radius(net), limits.tile_bytes_per_pixel(net))
+    return image
+
+
 def output_layout(image, scale):
     """(height, width, channels, bits) of the output of a UserImage."""
     height, width = image.rgb.shape[:2]

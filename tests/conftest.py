@@ -57,6 +57,22 @@ def model_path(net, tmp_path_factory):
     return path
 
 
+def png_header_only(path, width, height):
+    """A PNG whose header announces width x height (what a decompression bomb shows
+    before decoding; a real one deflates to gigabytes from a few MB)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(
+            ">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    return path
+
+
 def write_png(path, image):
     from PIL import Image
 

@@ -3,7 +3,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import run_python, smooth_image
+from conftest import png_header_only, run_python, smooth_image
 from PIL import Image
 
 import model as models
@@ -130,25 +130,9 @@ def test_an_output_another_run_claims_meanwhile_is_left_alone(model_path, tmp_pa
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
-def _png_header_only(path, width, height):
-    """A PNG whose header announces width x height (what a decompression bomb shows
-    before decoding; a real one deflates to gigabytes from a few MB)."""
-    import struct
-    import zlib
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
-    return path
-
-
 def test_an_input_over_the_pixel_limit_is_refused_before_decoding(model_path, tmp_path,
                                                                    capsys):
-    huge = _png_header_only(str(tmp_path / "huge.png"), 30000, 30000)
+    huge = png_header_only(str(tmp_path / "huge.png"), 30000, 30000)
     assert predict.main([huge, "--model", model_path]) == 1
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line == (f"error: {huge}: 30000x30000 is 900 MP, over the limit of 100 MP an input "

@@ -13,7 +13,8 @@ from superres.messages import first_line
 
 WEIGHTS_DIR = os.path.join(REPO_DIR, "weights")
 # Shipped models by name, strongest first: the default is the first one present.
-SHIPPED = ("edsr", "edsr_real", "edsr_real_gan", "three_conv", "three_conv_64x32")
+SHIPPED = ("edsr", "photo_plus", "photo", "edsr_real", "edsr_real_gan", "three_conv",
+           "three_conv_64x32")
 TRAIN_HINT = ("train one with `python train.py --data demo --out runs/demo` "
               "and pass --model runs/demo/model.h5")
 
@@ -171,6 +172,9 @@ KNOBS = {high: knob for knob, (_, high) in BLENDS.items()}
 
 # Every model --model names, in one line each (predict.py --help, the app, the README's list).
 DESCRIPTIONS = {
+    "photo_plus": "real photos: Real-ESRGAN's compact network (16 x 64) taught by x4plus; "
+                  "its closest student, about 2.5 times edsr's cost",
+    "photo": "real photos: EDSR 12 x 32 taught by Real-ESRGAN x4plus, at edsr's cost",
     "edsr_real_gan": "real photos (JPEG, noise, blur): EDSR 12 x 32 trained on Real-ESRGAN's "
                      "degradations with perceptual and adversarial terms; draws texture",
     "edsr_real": "real photos: the same network without those terms, cleaner and softer",

@@ -150,3 +150,31 @@ def test_srvgg_adds_the_nearest_neighbour_upscaled_input():
     last.set_weights([np.zeros_like(w) for w in last.get_weights()])
     lr = np.random.default_rng(2).uniform(size=(1, 5, 6, 3)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(net(lr))[0], lr[0].repeat(4, 0).repeat(4, 1))
+
+
+@pytest.mark.parametrize("name, options", [("srvgg", {"convs": 2, "features": 8}),
+                                           ("rrdbnet", {"blocks": 1, "features": 8,
+                                                        "growth": 4})])
+def test_input_colours_fix_networks_whose_last_layer_is_not_their_depth_to_space(
+        name, options, tmp_path):
+    """srvgg adds the input upsampled after its DepthToSpace and rrdbnet has none: the fix
+    works on the whole output, so the network's detail (the nearest base included) stays."""
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(1)
+    lr = rng.uniform(0.2, 0.8, size=(1, 19, 23, 3)).astype(np.float32)
+    net = models.build_model(name, 4, **options)
+    tinted = keras.Model(net.input, keras.layers.Lambda(
+        lambda x: x + np.float32([0.1, -0.05, 0.0]))(net.output))   # an off-colour network
+    fixed = layers.with_input_colours(tinted)
+    out, raw = np.asarray(fixed(lr)), np.asarray(tinted(lr))
+    assert out.shape == raw.shape == (1, 76, 92, 3)
+    means = lambda image: image.reshape(-1, 3).mean(axis=0)   # noqa: E731
+    np.testing.assert_allclose(means(out), means(lr), atol=2e-3)
+    assert np.abs(means(raw) - means(lr)).max() > 0.04
+    added = out - raw
+    assert np.abs(np.diff(added, axis=1)).max() < 0.2 * np.abs(np.diff(raw, axis=1)).max()
+    fixed = layers.with_input_colours(net)
+    out = np.asarray(fixed(lr))
+    path = str(tmp_path / "fixed.h5")
+    fixed.save(path)
+    np.testing.assert_allclose(keras.models.load_model(path)(lr), out, atol=1e-6)

@@ -49,11 +49,14 @@ def test_tiles_are_exact_for_real_esrgans_generators(name, pad):
 
 
 @pytest.mark.parametrize("height,width,tile", [(37, 53, 16), (20, 31, 9)])
-def test_tiles_are_exact_for_a_model_that_keeps_its_input_colours(height, width, tile):
+@pytest.mark.parametrize("name, options", [("edsr", {"blocks": 1, "width": 8}),
+                                           ("srvgg", {"convs": 2, "features": 8})])
+def test_tiles_are_exact_for_a_model_that_keeps_its_input_colours(height, width, tile, name,
+                                                                   options):
     import keras
 
     keras.utils.set_random_seed(0)
-    fixed = layers.with_input_colours(models.edsr(4, blocks=1, width=8))
+    fixed = layers.with_input_colours(models.build_model(name, 4, **options))
     lr = smooth_image(height, width, seed=height)
     whole = upscale(lr, fixed, tile=None, dtype=np.float32)
     tiled = upscale(lr, fixed, tile=tile, dtype=np.float32)

@@ -27,6 +27,26 @@ class DepthToSpace(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="sr")
+class SpaceToDepth(keras.layers.Layer):
+    """``DepthToSpace``'s inverse (``tf.nn.space_to_depth``) as a serializable layer."""
+
+    def __init__(self, block_size, **kwargs):
+        super().__init__(**kwargs)
+        self.block_size = int(block_size)
+
+    def call(self, inputs):
+        return tf.nn.space_to_depth(inputs, self.block_size)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        b = self.block_size
+        return (n, None if h is None else h // b, None if w is None else w // b, c * b * b)
+
+    def get_config(self):
+        return {**super().get_config(), "block_size": self.block_size}
+
+
+@keras.saving.register_keras_serializable(package="sr")
 class NearestUpsampling(keras.layers.Layer):
     """Nearest-neighbour upsampling as depth-to-space of the channels repeated: the same
     pixels as ``UpSampling2D``, but a layout every runtime converts with its channel count
@@ -181,10 +201,21 @@ def bilinear_phases(scale, channels):
 
 
 def with_input_colours(net, sigma=1.5):
-    """``net`` with ``InputColours`` before its ``DepthToSpace``: the same network weights,
-    the input's colours."""
-    shuffle = next(layer for layer in net.layers if isinstance(layer, DepthToSpace))
-    fixed = InputColours(shuffle.block_size, sigma, dtype="float32", name="input_colours")(
-        [net.input, shuffle.input])
-    outputs = DepthToSpace(shuffle.block_size, dtype="float32", name=shuffle.name)(fixed)
+    """``net`` with ``InputColours`` on its output's sub-pixel phases: the same network
+    weights, the input's colours.  Where the network's last layer is its ``DepthToSpace``
+    (edsr) the fix goes before it; otherwise (srvgg adds the input upsampled after it,
+    rrdbnet has none) the output is rearranged into phases and back."""
+    shuffle = next((layer for layer in net.layers if isinstance(layer, DepthToSpace)), None)
+    if shuffle is None:
+        scale = net(np.zeros((1, 8, 8, net.input.shape[-1]), np.float32)).shape[1] // 8
+    else:
+        scale = shuffle.block_size
+    if shuffle is not None and shuffle is net.layers[-1]:
+        phases, name = shuffle.input, shuffle.name
+    else:
+        phases, name = SpaceToDepth(scale, dtype="float32", name="output_phases")(net.output), \
+            "depth_to_space_colours"
+    fixed = InputColours(scale, sigma, dtype="float32", name="input_colours")(
+        [net.input, phases])
+    outputs = DepthToSpace(scale, dtype="float32", name=name)(fixed)
     return keras.Model(net.input, outputs, name=net.name)

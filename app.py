@@ -5,7 +5,7 @@ download the full-resolution result.
     python app.py --port 8000 --host 0.0.0.0
 
 The page calls what predict.py calls (superres.upscaling: read_checked, upscale_to_file), so
-its download is byte for byte predict.py's output for the same input, model and knob, in the
+its download is byte for byte predict.py's output for the same input and model, in the
 input's format family (PNG for PNG, JPEG for JPEG, WebP, TIFF; PNG for the rest). Uploads are
 upscaled one at a time, in the order they come (a queue). Everything the app writes, Gradio's
 own copies of uploads and results included, stays in one temporary folder, removed on exit.
@@ -52,24 +52,6 @@ def output_name(source):
     return f"{stem}_x4{FORMAT_FAMILY.get(ext.lower(), '.png')}"
 
 
-_NETS = {}
-
-
-def model_for(name, strength):
-    """The model ``name``, or at a knob's ``strength`` below 1 the blend predict.py's
-    --denoise / --detail makes (the last one is kept)."""
-    from superres import inference, upscaling
-
-    knob = inference.KNOBS.get(name)
-    if knob is None or strength is None or strength >= 1:
-        return upscaling.load(name)
-    key = (knob, round(float(strength), 4))
-    if key not in _NETS:
-        _NETS.clear()
-        _NETS[key] = inference.blend_model(knob, float(strength))[0]
-    return _NETS[key]
-
-
 def previews(image, target, scale):
     """(bicubic, result) as 8-bit RGB arrays for the slider: whole, or the busiest crop of
     PREVIEW_SIDE at 100% when the result is larger."""
@@ -87,11 +69,11 @@ def previews(image, target, scale):
     return images.to_uint8(bicubic.upscale(crop, scale)), images.to_uint8(after)
 
 
-def upscale_upload(path, name, strength, workdir, progress=None):
+def upscale_upload(path, name, workdir, progress=None):
     """The page's one action: (bicubic and result previews, the result's path, a line of
     what was done).  Errors the user can fix raise ValueError with the message."""
     from superres import images, inference, limits
-    from superres.upscaling import read_checked, upscale_to_file
+    from superres.upscaling import load, read_checked, upscale_to_file
 
     if not path:
         raise ValueError("drop an image first")
@@ -102,7 +84,7 @@ def upscale_upload(path, name, strength, workdir, progress=None):
     print(f"upscaling {os.path.basename(path)} with {name}", flush=True)
     started = time.perf_counter()
     try:
-        net = model_for(name, strength)
+        net = load(name)
         image = read_checked(net, path, target)
         tiles = inference.tile_count(image.rgb.shape, inference.default_tile(net))
         done = []
@@ -128,8 +110,7 @@ def upscale_upload(path, name, strength, workdir, progress=None):
 
     shown = "" if after.shape[:2] == (height, width) else \
         f"; the slider shows a {after.shape[1]}x{after.shape[0]} crop at 100%"
-    info = (f"{name}{'' if strength is None or strength >= 1 else f' at {strength:g}'}: "
-            f"{width}x{height} in {seconds:.1f} s, {os.path.basename(target)} "
+    info = (f"{name}: {width}x{height} in {seconds:.1f} s, {os.path.basename(target)} "
             f"{human_size(size)}{shown}")
     return (before, after), target, info
 
@@ -144,17 +125,9 @@ def build(workdir):
     default = inference.photo_model() or names[0]
     labels = [(f"{name}: {inference.DESCRIPTIONS[name]}", name) for name in names]
 
-    def knob_of(name):
-        """The knob slider of a model: shown with its blend's two ends, or hidden."""
-        knob = inference.KNOBS.get(name)
-        if knob is None:
-            return {"visible": False}
-        low, high = inference.BLENDS[knob]
-        return {"visible": True, "label": f"{knob}: 0 = {low}'s weights, 1 = {high}'s"}
-
-    def run(path, name, strength, progress=gr.Progress()):
+    def run(path, name, progress=gr.Progress()):
         try:
-            return upscale_upload(path, name, strength, workdir, progress)
+            return upscale_upload(path, name, workdir, progress)
         except ValueError as error:
             raise gr.Error(str(error), print_exception=False) from None
 
@@ -168,8 +141,6 @@ def build(workdir):
                                        "16 bits kept)", type="filepath",
                                  elem_id="upload")
                 model = gr.Dropdown(labels, value=default, label="model", elem_id="model")
-                knob = gr.Slider(0.0, 1.0, value=1.0, step=0.05, elem_id="knob",
-                                 **knob_of(default))
                 button = gr.Button("Upscale", variant="primary", elem_id="run")
             with gr.Column(scale=2):
                 slider = gr.ImageSlider(label="bicubic | model", type="numpy", format="png",
@@ -177,12 +148,10 @@ def build(workdir):
                 result = gr.File(label="full-resolution result", interactive=False,
                                  elem_id="result")
                 info = gr.Markdown(elem_id="info")
-        model.change(lambda name: gr.update(value=1.0, **knob_of(name)), model, knob,
-                     api_visibility="private")
         # Both run the same queue: one upscale at a time, in order.
-        button.click(run, [upload, model, knob], [slider, result, info], api_name="upscale",
+        button.click(run, [upload, model], [slider, result, info], api_name="upscale",
                      concurrency_id="upscale")
-        upload.upload(run, [upload, model, knob], [slider, result, info],
+        upload.upload(run, [upload, model], [slider, result, info],
                       api_visibility="private", concurrency_id="upscale")
     return page
 

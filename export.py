@@ -49,7 +49,7 @@ def parse_args(argv=None):
     add("--input-colours", type=float, default=None, metavar="SIGMA",
         help="follow the network by a fixed stage that gives the output the input's low "
              "frequencies (a Gaussian of SIGMA LR pixels; layers.InputColours), so an image's "
-             "colours and brightness stay the input's (as edsr_real_gan ships)")
+             "colours and brightness stay the input's (as photo and photo_plus ship)")
     add("--overwrite", action="store_true", help="replace an existing output")
     args = parser.parse_args(argv)
     if args.input_colours is not None and args.input_colours <= 0:

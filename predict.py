@@ -14,7 +14,7 @@ import sys
 
 from superres.fileio import can_write_in
 from superres.limits import MAX_INPUT_MP
-from superres.inference import BLENDS, DESCRIPTIONS, PHOTO_MODELS, RUNTIME_HELP, RUNTIMES
+from superres.inference import DESCRIPTIONS, PHOTO_MODELS, RUNTIME_HELP, RUNTIMES
 from superres.messages import ArgumentParser, interrupted, some, stop_on_sigterm, UsageError
 
 MIN_TILE = 32
@@ -34,17 +34,6 @@ def parse_args(argv=None):
         help="a model file, or a name: "
              + "; ".join(f"{name}: {line}" for name, line in DESCRIPTIONS.items())
              + f" (default: {PHOTO_MODELS[0]}; Real-ESRGAN's are converted on first use)")
-    knobs = parser.add_mutually_exclusive_group()
-    knobs.add_argument(
-        "--denoise", type=float, default=None, metavar="S",
-        help="blend the weights of the shipped edsr (0) and edsr_real (1, trained on JPEG "
-             "artifacts, noise and blur): how much of a photo's noise and compression is "
-             "cleaned away; the blend costs what either model costs")
-    knobs.add_argument(
-        "--detail", type=float, default=None, metavar="D",
-        help="blend the weights of the shipped edsr_real (0: clean, soft) and edsr_real_gan "
-             "(1: trained adversarially, draws texture such as grass, hair and fabric that "
-             "looks real but is made up): how much fine detail is generated; same cost")
     add("--tile", type=int, default=None,
         help="LR tile side in pixels (bounds memory; the result does not depend on it); "
              "0 runs the whole image at once; default: 512, or 28 receptive radii for deep "
@@ -65,16 +54,6 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.overwrite and args.skip_existing:
         parser.error("--overwrite and --skip-existing exclude each other")
-    args.blend = next(((knob, getattr(args, knob)) for knob in BLENDS
-                       if getattr(args, knob) is not None), None)
-    if args.blend:
-        knob, strength = args.blend
-        low, high = BLENDS[knob]
-        if not 0 <= strength <= 1:
-            parser.error(f"--{knob} must be between 0 ({low}) and 1 ({high})")
-        if args.model is not None or args.bfloat16:
-            parser.error(f"--{knob} blends the shipped {low} and {high}; leave out "
-                         f"{'--model' if args.model is not None else '--bfloat16'}")
     if args.tile is not None and (args.tile < 0 or 0 < args.tile < MIN_TILE):
         parser.error(f"--tile must be 0 (whole image) or at least {MIN_TILE}: smaller tiles "
                      "spend most of their work on the overlap")
@@ -185,14 +164,10 @@ def predict(args):
     from superres import images, inference, limits
     from superres.upscaling import read_checked, upscale_to_file
 
-    if args.blend:
-        net, description = inference.blend_model(*args.blend, args.runtime)
-    else:
-        model_path = inference.resolve_model_path(
-            inference.photo_model() if args.model is None else args.model)
-        net = inference.load_model(model_path, bfloat16=args.bfloat16, runtime=args.runtime)
-        description = inference.describe(model_path, net)
-    print(f"model: {description}")
+    model_path = inference.resolve_model_path(
+        inference.photo_model() if args.model is None else args.model)
+    net = inference.load_model(model_path, bfloat16=args.bfloat16, runtime=args.runtime)
+    print(f"model: {inference.describe(model_path, net)}")
     scale = inference.model_scale(net)
     files = expand_inputs(args.inputs, scale)
     tile = inference.default_tile(net) if args.tile is None else args.tile or None

@@ -3,7 +3,7 @@
     python train.py                          # three_conv x4 on DIV2K (tfds), the seed's settings
     python train.py --config configs/three_conv_x4.toml   # a shipped model's recipe
     python train.py --data demo --out runs/demo
-    python train.py --config configs/edsr_real_gan.toml --resume  # continue an interrupted run
+    python train.py --config configs/photo.toml --resume  # continue an interrupted run
 
 Settings are declared in superres/training/settings.py, the run folder (--out: model.h5, last.h5,
 history.csv, loss_curves.png, config.json, resume state) is kept by superres/training/runfolder.py,

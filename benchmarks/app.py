@@ -3,7 +3,7 @@ the page shows (the page's own round trip, through Gradio's client, the app alre
 and warmed up by one upload), beside `python predict.py IMAGE` as a user runs it (a fresh
 process: start-up included) and the upscale alone that the page reports.
 
-    python benchmarks/app.py [--image ../shared/data/RealSRSet/dog.png] [--model edsr_real_gan]
+    python benchmarks/app.py [--image ../shared/data/RealSRSet/dog.png] [--model photo]
                              [--repeats 3]
 """
 
@@ -40,7 +40,7 @@ def start_app(port):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", default=os.path.join(SHARED_DATA, "RealSRSet", "dog.png"))
-    parser.add_argument("--model", default="edsr_real_gan")
+    parser.add_argument("--model", default="photo")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     from gradio_client import Client, handle_file

@@ -2,7 +2,7 @@
 output against x4plus's on the same input, per image and on average, for real LR photos with
 no ground truth (issue 38's measure of a student of x4plus).
 
-    python benchmarks/closeness.py --models bicubic edsr_real edsr_real_gan photo photo_plus
+    python benchmarks/closeness.py --models bicubic edsr photo photo_plus
                                    [--data ../shared/data/RealSRSet] [--reference realesrgan_x4plus]
 
 x4plus's outputs (our Keras port, whole images) are computed once and kept in

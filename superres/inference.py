@@ -13,8 +13,7 @@ from superres.messages import first_line
 
 WEIGHTS_DIR = os.path.join(REPO_DIR, "weights")
 # Shipped models by name, strongest first: the default is the first one present.
-SHIPPED = ("edsr", "photo_plus", "photo", "edsr_real", "edsr_real_gan", "three_conv",
-           "three_conv_64x32")
+SHIPPED = ("edsr", "photo_plus", "photo", "three_conv", "three_conv_64x32")
 TRAIN_HINT = ("train one with `python train.py --data demo --out runs/demo` "
               "and pass --model runs/demo/model.h5")
 
@@ -32,11 +31,10 @@ def shipped_models():
     return [name for name in SHIPPED if os.path.exists(shipped_path(name))]
 
 
-# predict.py's default, the first of these shipped: on real photos (JPEG, noise, blur)
-# edsr_real_gan looks better than edsr_real, which looks better than edsr, which sharpens the
-# artifacts (README, docs/figures/real_photos*.png); evaluate.py keeps the strongest
-# bicubic-benchmark model.
-PHOTO_MODELS = ("edsr_real_gan", "edsr_real")
+# predict.py's default, the first of these shipped: students of Real-ESRGAN x4plus, whose
+# texture and cleaning beat the models trained here on Real-ESRGAN's degradations (README,
+# docs/training-log.md); evaluate.py keeps the strongest bicubic-benchmark model.
+PHOTO_MODELS = ("photo", "photo_plus")
 
 
 def photo_model():
@@ -124,79 +122,18 @@ def load_model(path=None, bfloat16=False, runtime="tensorflow"):
     return to_bfloat16(net) if bfloat16 else net
 
 
-def load_blend(path_a, path_b, weight, runtime="tensorflow"):
-    """ESRGAN's network interpolation of two trained models of one architecture:
-    (1 - weight) x A's weights + weight x B's, as one model of the same cost.  Both
-    run by their ONNX twins with ``runtime="auto"`` when each has one and the two graphs
-    are one, else in Keras.  Fixed stages only one of them has (``model.InputColours``)
-    are kept in the blend."""
-    if not 0 <= weight <= 1:
-        raise ModelError(f"a blend's weight must be between 0 and 1, got {weight}")
-    if runtime == "auto":
-        twins = [runtimes.onnx_export_of(p)[0] for p in (path_a, path_b)]
-        if all(twins):
-            try:
-                return runtimes.load_onnx(twins[0], runtimes.blend_onnx(*twins, weight))
-            except runtimes.RuntimeProblem:
-                pass   # not one graph (a fixed stage in one): Keras blends by layer
-    a, b = load_model(path_a), load_model(path_b)
-    base, other = (b, a) if len(b.layers) > len(a.layers) else (a, b)
-    share = weight if base is a else 1 - weight     # the other model's share
-    not_one = ModelError(f"{path_a} and {path_b} are not one architecture; they cannot be "
-                         "blended")
-    theirs = {layer.name: layer for layer in other.layers if layer.weights}
-    for layer in base.layers:
-        match = theirs.pop(layer.name, None)
-        if match is None:
-            if layer.trainable_weights:
-                raise not_one
-            continue    # weightless, or a fixed stage only ``base`` has
-        if type(match) is not type(layer) or \
-                [w.shape for w in match.weights] != [w.shape for w in layer.weights]:
-            raise not_one
-        layer.set_weights([(1 - share) * x + share * y
-                           for x, y in zip(layer.get_weights(), match.get_weights())])
-    if theirs:
-        raise not_one
-    return base
-
-
-# predict.py's weight-blend knobs (ESRGAN's network interpolation): flag -> the shipped
-# models at 0 and at 1, one architecture, so a blend costs what either model costs.
-BLENDS = {
-    "denoise": ("edsr", "edsr_real"),
-    "detail": ("edsr_real", "edsr_real_gan"),
-}
-# The knob each model has: the blend whose 1 it is.
-KNOBS = {high: knob for knob, (_, high) in BLENDS.items()}
-
 # Every model --model names, in one line each (predict.py --help, the app, the README's list).
 DESCRIPTIONS = {
-    "photo_plus": "real photos: Real-ESRGAN's compact network (16 x 64) taught by x4plus; "
-                  "its closest student, about 2.5 times edsr's cost",
-    "photo": "real photos: EDSR 12 x 32 taught by Real-ESRGAN x4plus, at edsr's cost",
-    "edsr_real_gan": "real photos (JPEG, noise, blur): EDSR 12 x 32 trained on Real-ESRGAN's "
-                     "degradations with perceptual and adversarial terms; draws texture",
-    "edsr_real": "real photos: the same network without those terms, cleaner and softer",
+    "photo": "real photos (JPEG, noise, blur): EDSR 12 x 32 taught by Real-ESRGAN x4plus, "
+             "at edsr's cost",
+    "photo_plus": "real photos: Real-ESRGAN's compact network (16 convs x 64) taught by "
+                  "x4plus; its closer student, about 2.5 times edsr's cost",
     "edsr": "clean images: EDSR 12 x 32, the sharpest on bicubic-downscaled inputs",
     "three_conv": "the seed's three-convolution network, widths 128/64",
     "three_conv_64x32": "the seed's three-convolution network at its own widths 64/32",
     "realesrgan_x4plus": "Real-ESRGAN x4plus's published weights (RRDBNet): strong on photos, slow",
     "realesr_animevideov3": "Real-ESRGAN's published compact model for animation",
 }
-
-
-def blend_model(knob, strength, runtime="auto"):
-    """predict.py --denoise / --detail: the knob's two shipped models blended by
-    ``strength`` (0 = the first, 1 = the second); returns (model, its description)."""
-    low, high = BLENDS[knob]
-    missing = [shipped_path(n) for n in (low, high) if not os.path.exists(shipped_path(n))]
-    if missing:
-        raise ModelError(f"--{knob} blends the shipped {low} and {high}; "
-                         f"{os.path.relpath(missing[0])} is missing")
-    net = load_blend(shipped_path(low), shipped_path(high), strength, runtime)
-    how = ", run by ONNX Runtime" if isinstance(net, runtimes.Exported) else ""
-    return net, f"{low} and {high} blended {strength:g} (0 = {low}, 1 = {high}){how}"
 
 
 def _import_keras():

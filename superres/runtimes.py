@@ -180,36 +180,11 @@ def _import_onnx(path):
     return onnx, onnxruntime
 
 
-def blend_onnx(path_a, path_b, weight):
-    """The ONNX model of ``path_a`` with every float weight (1 - weight) x its own plus
-    weight x ``path_b``'s (ESRGAN's network interpolation); both must be exports of one
-    architecture (the same graph and weight names)."""
-    onnx, _ = _import_onnx(path_a)
-    from onnx import numpy_helper
-
-    a, b = onnx.load(path_a), onnx.load(path_b)
-    others = {t.name: numpy_helper.to_array(t) for t in b.graph.initializer}
-    # Node and tensor names carry the converter's counters; ops and weight names do not.
-    same_graph = [n.op_type for n in a.graph.node] == [n.op_type for n in b.graph.node]
-    if not same_graph or set(others) != {t.name for t in a.graph.initializer}:
-        raise RuntimeProblem(f"{path_a} and {path_b} are not one architecture; they cannot "
-                             "be blended")
-    for tensor in a.graph.initializer:
-        mine, theirs = numpy_helper.to_array(tensor), others[tensor.name]
-        if mine.shape != theirs.shape:
-            raise RuntimeProblem(f"{path_a} and {path_b} differ in {tensor.name}'s shape")
-        if mine.dtype.kind == "f":
-            blended = ((1 - weight) * mine.astype(np.float64) + weight * theirs).astype(mine.dtype)
-            tensor.CopyFrom(numpy_helper.from_array(blended, tensor.name))
-    return a
-
-
-def load_onnx(path, model=None):
-    """An .onnx file as an Exported model; ``model`` (an onnx ModelProto, e.g. a blend)
-    runs instead of the file's contents, under the file's name."""
+def load_onnx(path):
+    """An .onnx file as an Exported model."""
     onnx, onnxruntime = _import_onnx(path)
     try:
-        model = model if model is not None else onnx.load(path)
+        model = onnx.load(path)
         graph = model.graph
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = os.cpu_count()

@@ -66,10 +66,10 @@ def server(tmp_path_factory):
     running.stop()
 
 
-def _upscale(server, path, model, strength=1.0):
+def _upscale(server, path, model):
     from gradio_client import handle_file
 
-    return server.client().predict(handle_file(path), model, strength, api_name="/upscale")
+    return server.client().predict(handle_file(path), model, api_name="/upscale")
 
 
 def _predicted(tmp_path, source, suffix, flags):
@@ -79,14 +79,13 @@ def _predicted(tmp_path, source, suffix, flags):
         return f.read()
 
 
-@pytest.mark.parametrize("kind,model,strength,flags", [
-    ("png", "three_conv", 1.0, ["--model", "three_conv"]),
-    ("jpg", "edsr", 1.0, ["--model", "edsr"]),
-    ("png16_alpha", "three_conv", 1.0, ["--model", "three_conv"]),
-    ("png", "edsr_real_gan", 0.5, ["--detail", "0.5"]),
+@pytest.mark.parametrize("kind,model,flags", [
+    ("png", "three_conv", ["--model", "three_conv"]),
+    ("jpg", "edsr", ["--model", "edsr"]),
+    ("png16_alpha", "three_conv", ["--model", "three_conv"]),
+    ("png", "photo_plus", ["--model", "photo_plus"]),
 ])
-def test_the_download_is_predicts_output_byte_for_byte(server, tmp_path, kind, model, strength,
-                                                       flags):
+def test_the_download_is_predicts_output_byte_for_byte(server, tmp_path, kind, model, flags):
     from PIL import Image
 
     source = str(tmp_path / f"photo.{kind[:3]}")
@@ -101,7 +100,7 @@ def test_the_download_is_predicts_output_byte_for_byte(server, tmp_path, kind, m
         images.write_png(source, np.dstack([gray, alpha]))
     else:
         write_png(source, pixels)
-    (before, after), result, info = _upscale(server, source, model, strength)
+    (before, after), result, info = _upscale(server, source, model)
     suffix = ".jpg" if kind == "jpg" else ".png"
     assert os.path.basename(result) == f"photo_x4{suffix}"
     with open(result, "rb") as f:

@@ -231,18 +231,15 @@ def test_gray_hr_with_an_rgb_lr_scores_both_upscales_on_luma(model_path, tmp_pat
 
 
 # No colour shift (issue 30): on B100, each output's per-channel means within 1.5 grey levels
-# of the bicubic upscale's (edsr_real_gan keeps them by model.InputColours); edsr_real, which
-# smooths some textures away (B100's sparkling water in 62096 brightens by 5), is held only to
-# no tint: each channel's shift averaged over B100 within 1 grey level (trained on TensorFlow's
-# fast-IDCT JPEG it was +2.1 in red and blue).
+# of the bicubic upscale's (the photo models keep them by InputColours), and no tint: each
+# channel's shift averaged over B100 within 1 grey level.
 COLOUR_SHIFT_LIMIT = 1.5
 TINT_LIMIT = 1.0
 
 
 @needs_shared_data
-@pytest.mark.parametrize("name, per_image", [("edsr", True), ("edsr_real", False),
-                                             ("edsr_real_gan", True)])
-def test_shipped_photo_models_keep_the_colours_of_b100(name, per_image):
+@pytest.mark.parametrize("name", ["edsr", "photo", "photo_plus"])
+def test_shipped_photo_models_keep_the_colours_of_b100(name):
     from superres import bicubic, inference
 
     if name not in inference.shipped_models():
@@ -258,10 +255,9 @@ def test_shipped_photo_models_keep_the_colours_of_b100(name, per_image):
     assert len(shifts) == 100
     tint = np.mean(list(shifts.values()), axis=0)
     assert np.abs(tint).max() <= TINT_LIMIT, f"{name} tints B100 by {tint.round(2)} (R, G, B)"
-    if per_image:
-        worst = max(shifts, key=lambda n: np.abs(shifts[n]).max())
-        assert np.abs(shifts[worst]).max() <= COLOUR_SHIFT_LIMIT, \
-            f"{name} shifts {worst}'s channel means by {shifts[worst].round(2)}"
+    worst = max(shifts, key=lambda n: np.abs(shifts[n]).max())
+    assert np.abs(shifts[worst]).max() <= COLOUR_SHIFT_LIMIT, \
+        f"{name} shifts {worst}'s channel means by {shifts[worst].round(2)}"
 
 
 def test_an_image_too_small_to_score_is_one_line_naming_it(model_path, tmp_path, capsys):

@@ -6,11 +6,8 @@ import pytest
 from conftest import png_header_only, run_python, smooth_image
 from PIL import Image
 
-import model as models
 import predict
-from superres import images, inference, limits, runtimes
-from superres.architectures import layers
-from superres.upscaling import upscale
+from superres import images, inference, limits
 
 
 def _save(path, array, **kwargs):
@@ -360,12 +357,12 @@ def test_model_by_shipped_name_and_strongest_default(model_path, tmp_path, monke
     # predict.py's default is the model for real photos once it is shipped; evaluate's is not.
     assert predict.main([source, "-o", str(tmp_path / "z.png")]) == 0
     assert "model: edsr (" in capsys.readouterr().out
-    shutil.copy(model_path, tmp_path / "weights" / "edsr_real_x4.h5")
+    shutil.copy(model_path, tmp_path / "weights" / "photo_plus_x4.h5")
     assert predict.main([source, "-o", str(tmp_path / "w.png")]) == 0
-    assert "model: edsr_real (" in capsys.readouterr().out
-    shutil.copy(model_path, tmp_path / "weights" / "edsr_real_gan_x4.h5")
+    assert "model: photo_plus (" in capsys.readouterr().out
+    shutil.copy(model_path, tmp_path / "weights" / "photo_x4.h5")
     assert predict.main([source, "-o", str(tmp_path / "v.png")]) == 0
-    assert "model: edsr_real_gan (" in capsys.readouterr().out
+    assert "model: photo (" in capsys.readouterr().out
     assert inference.resolve_model_path(None) == inference.shipped_path("edsr")
 
 
@@ -386,102 +383,3 @@ def test_an_onnx_model_runs_without_importing_tensorflow(net, model_path, tmp_pa
     assert result.stdout.strip().endswith("exit 0 False"), result.stdout + result.stderr[-2000:]
 
 
-@pytest.fixture(scope="module")
-def blendable_models(tmp_path_factory):
-    """Small three_conv models of one architecture (different weights), each .h5 with its
-    ONNX twin beside it, as the shipped edsr, edsr_real and edsr_real_gan are; the last
-    keeps its input's colours, as the shipped edsr_real_gan does."""
-    import keras
-
-    import export
-    import model as models
-
-    folder = tmp_path_factory.mktemp("shipped")
-    paths = []
-    for seed, name in ((1, "edsr"), (2, "edsr_real"), (3, "edsr_real_gan")):
-        keras.utils.set_random_seed(seed)
-        net = models.three_conv(4, (8, 8))
-        if name == "edsr_real_gan":
-            net = layers.with_input_colours(net)
-        path = str(folder / f"{name}_x4.h5")
-        net.save(path)
-        export.export_model(net, str(folder / f"{name}_x4.onnx"), "onnx", source=path)
-        paths.append(path)
-    return folder, paths
-
-
-@pytest.mark.parametrize("runtime", ["auto", "tensorflow"])
-def test_a_blend_is_the_model_of_the_blended_weights(blendable_models, runtime):
-    from superres import inference
-
-    _, (a, b, _) = blendable_models
-    lr = np.random.default_rng(0).uniform(size=(9, 11, 3)).astype(np.float32)
-    one, two = inference.load_model(a), inference.load_model(b)
-    expected = inference.load_model(a)
-    expected.set_weights([0.7 * x + 0.3 * y
-                          for x, y in zip(one.get_weights(), two.get_weights())])
-    blend = inference.load_blend(a, b, 0.3, runtime)
-    assert isinstance(blend, runtimes.Exported) == (runtime == "auto")
-    got = upscale(lr, blend, dtype=np.float32)
-    np.testing.assert_allclose(got, upscale(lr, expected, dtype=np.float32),
-                               atol=1e-5)
-    for weight, model in ((0.0, one), (1.0, two)):
-        ends = inference.load_blend(a, b, weight, runtime)
-        np.testing.assert_allclose(upscale(lr, ends, dtype=np.float32),
-                                   upscale(lr, model, dtype=np.float32), atol=1e-5)
-
-
-@pytest.mark.parametrize("runtime", ["auto", "tensorflow"])
-def test_a_blend_with_a_model_that_keeps_its_input_colours_keeps_them(blendable_models,
-                                                                       runtime):
-    from superres import inference
-
-    _, (_, b, c) = blendable_models
-    lr = np.random.default_rng(0).uniform(size=(9, 11, 3)).astype(np.float32)
-    plain, fixed = inference.load_model(b), inference.load_model(c)
-    plain.set_weights([0.4 * x + 0.6 * y
-                       for x, y in zip(plain.get_weights(), fixed.get_weights())])
-    expected = layers.with_input_colours(plain)
-    for blend in (inference.load_blend(b, c, 0.6, runtime),
-                  inference.load_blend(c, b, 0.4, runtime)):
-        assert not isinstance(blend, runtimes.Exported)    # two graphs: Keras blends them
-        np.testing.assert_allclose(upscale(lr, blend, dtype=np.float32),
-                                   upscale(lr, expected, dtype=np.float32),
-                                   atol=1e-5)
-
-
-def test_models_of_two_architectures_are_not_blended(blendable_models, tmp_path):
-    from superres import inference
-
-    _, (a, _, _) = blendable_models
-    other = str(tmp_path / "wider.h5")
-    models.three_conv(4, (16, 8)).save(other)
-    for runtime in ("auto", "tensorflow"):
-        with pytest.raises(inference.ModelError, match="not one architecture"):
-            inference.load_blend(a, other, 0.5, runtime)
-
-
-@pytest.mark.parametrize("knob, low, high", [("--denoise", "edsr", "edsr_real"),
-                                             ("--detail", "edsr_real", "edsr_real_gan")])
-def test_a_blend_knob_blends_its_shipped_pair_and_says_so(blendable_models, knob, low, high,
-                                                          tmp_path, monkeypatch, capsys):
-    from superres import inference
-
-    folder, _ = blendable_models
-    monkeypatch.setattr(inference, "WEIGHTS_DIR", str(folder))
-    source = _save(str(tmp_path / "x.png"), smooth_image(20, 24))
-    assert predict.main([source, knob, "0.5", "-o", str(tmp_path / "y.png")]) == 0
-    assert f"model: {low} and {high} blended 0.5 (0 = {low}, 1 = {high})" in \
-        capsys.readouterr().out
-    for flags, message in (([knob, "1.5"], f"between 0 ({low}) and 1 ({high})"),
-                           ([knob, "0.5", "--model", "edsr"], "leave out --model"),
-                           (["--denoise", "0.5", "--detail", "0.5"], "not allowed with")):
-        with pytest.raises(SystemExit):
-            predict.parse_args([source] + flags)
-        assert message in capsys.readouterr().err
-    os.rename(folder / f"{high}_x4.h5", folder / "gone.h5")
-    try:
-        assert predict.main([source, knob, "0.5", "-o", str(tmp_path / "z.png")]) == 2
-    finally:
-        os.rename(folder / "gone.h5", folder / f"{high}_x4.h5")
-    assert f"{high}_x4.h5 is missing" in capsys.readouterr().err

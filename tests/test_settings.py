@@ -21,7 +21,7 @@ RECIPES = [("three_conv_x4", "weights/three_conv_x4.config.json"),
            ("edsr_real_x4_1", "docs/runs/edsr_real_x4/config.json"),
            ("edsr_real_x4_2", "docs/runs/edsr_real_x4_2/config.json"),
            ("edsr_real_x4_3", "weights/edsr_real_x4.config.json"),
-           ("edsr_real_gan", "weights/edsr_real_gan_x4.config.json"),
+           ("edsr_real_gan", "docs/runs/edsr_real_gan_x4/config.json"),
            ("photo_l1", "docs/runs/photo_l1_x4/config.json"),
            ("photo_plus_l1", "docs/runs/photo_plus_l1_x4/config.json"),
            ("photo_plus", "weights/photo_plus_x4.config.json")]

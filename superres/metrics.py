@@ -106,6 +106,14 @@ def psnr_rgb(reference_rgb, test_rgb, scale):
 _MSE_FLOOR = (1.0 / 255.0) ** 2 / 12.0
 
 
+def channel_mean_shift(reference_rgb, test_rgb):
+    """Per-channel (R, G, B) mean of ``test_rgb`` minus ``reference_rgb``'s, in the images'
+    units: a colour or brightness shift that PSNR-Y alone would not name."""
+    means = [np.asarray(x, np.float64).reshape(-1, 3).mean(axis=0)
+             for x in (test_rgb, reference_rgb)]
+    return means[0] - means[1]
+
+
 def make_psnr_y_metric(scale):
     """Keras metric: PSNR on shaved Y of [0, 1] RGB batches (float, not rounded to
     8 bits), per patch at most 58.9 dB (the PSNR of 8-bit rounding alone)."""

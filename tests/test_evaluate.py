@@ -240,18 +240,15 @@ TINT_LIMIT = 1.0
 @needs_shared_data
 @pytest.mark.parametrize("name", ["edsr", "photo", "photo_plus"])
 def test_shipped_photo_models_keep_the_colours_of_b100(name):
-    from superres import bicubic, inference
+    from superres import bicubic, inference, metrics
 
     if name not in inference.shipped_models():
         pytest.skip(f"{name} is not shipped (no {inference.shipped_path(name)})")
     net = inference.load_model(name, runtime="auto")        # what predict.py runs
     pairs, _ = evaluate.source_pairs(os.path.join(SHARED_DATA, "B100"), 4)
-    shifts = {}
-    for item in pairs:
-        lr = item["lr"]
-        means = [image.reshape(-1, 3).astype(np.float64).mean(axis=0)
-                 for image in (upscale(lr, net, dtype=np.uint8), bicubic.upscale(lr, 4))]
-        shifts[item["name"]] = means[0] - means[1]
+    shifts = {item["name"]: metrics.channel_mean_shift(bicubic.upscale(item["lr"], 4),
+                                                       upscale(item["lr"], net, dtype=np.uint8))
+              for item in pairs}
     assert len(shifts) == 100
     tint = np.mean(list(shifts.values()), axis=0)
     assert np.abs(tint).max() <= TINT_LIMIT, f"{name} tints B100 by {tint.round(2)} (R, G, B)"

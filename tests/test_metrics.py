@@ -29,6 +29,15 @@ def test_psnr_known_value_and_identity():
     assert metrics.psnr(a, a) == float("inf")
 
 
+def test_channel_mean_shift_is_each_channels_mean_difference_in_any_sizes():
+    reference = np.zeros((4, 6, 3), np.uint8)
+    test = np.zeros((8, 12, 3), np.uint8)
+    test[..., 0] = 10                 # red up by 10 everywhere
+    test[:4, :, 2] = 4                # blue up by 4 on half the pixels
+    np.testing.assert_allclose(metrics.channel_mean_shift(reference, test), [10.0, 0.0, 2.0])
+    np.testing.assert_allclose(metrics.channel_mean_shift(test, reference), [-10.0, 0.0, -2.0])
+
+
 def test_shave_removes_scale_pixels_each_side():
     assert metrics.shave(np.zeros((20, 30)), 4).shape == (12, 22)
 

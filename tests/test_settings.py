@@ -24,6 +24,7 @@ RECIPES = [("three_conv_x4", "weights/three_conv_x4.config.json"),
            ("edsr_real_gan", "docs/runs/edsr_real_gan_x4/config.json"),
            ("photo_l1", "docs/runs/photo_l1_x4/config.json"),
            ("photo_plus_l1", "docs/runs/photo_plus_l1_x4/config.json"),
+           ("photo", "weights/photo_x4.config.json"),
            ("photo_plus", "weights/photo_plus_x4.config.json")]
 # Where each leg's run folder and starting point lived then, and speed options (no effect on
 # what is learned) are not part of a recipe.

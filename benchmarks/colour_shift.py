@@ -29,7 +29,7 @@ def main(argv=None):
     from superres import bicubic, inference, metrics
     from superres.upscaling import upscale
 
-    pairs, _ = evaluate.source_pairs(args.data, 4)
+    pairs = list(evaluate.source_pairs(args.data, 4)[0])
     print(f"{len(pairs)} images of {args.data}; shifts of the channel means from bicubic's "
           "(R, G, B; grey levels)")
     print("\n| model | worst image | its shift | mean shift (tint) |\n|---|---|---|---|")

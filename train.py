@@ -282,9 +282,22 @@ def start_from(net, path):
                   f"other {edsr_blocks(net) - edsr_blocks(start)} start as "
                   "identities", file=sys.stderr)
         else:
-            net.set_weights(start.get_weights())
+            net.set_weights(trained_weights(start))
     except ValueError as error:
         raise UsageError(f"--init-from {path}: another architecture ({error})") from None
+
+
+def trained_weights(net):
+    """``net``'s weights without its fixed ``InputColours`` kernels, which a shipped photo
+    model carries (export.py --input-colours) and a training network does not."""
+    from superres.architectures.layers import InputColours
+
+    colours = [layer for layer in net.layers if isinstance(layer, InputColours)]
+    if colours:
+        print(f"note: --init-from drops {net.name}'s input-colours layer; add it back with "
+              "`python export.py RUN/last.h5 --format h5 --input-colours SIGMA`",
+              file=sys.stderr)
+    return [w for layer in net.layers if layer not in colours for w in layer.get_weights()]
 
 
 def main(argv=None):

@@ -228,6 +228,23 @@ def test_init_from_a_trained_model(demo_run, tmp_path, capsys):
     assert "--init-from" in capsys.readouterr().err
 
 
+def test_init_from_a_model_with_input_colours(demo_run, tmp_path, capsys):
+    # A shipped photo model carries fixed InputColours kernels; fine-tuning starts from its
+    # network's weights alone.
+    import keras
+    from superres import inference
+    from superres.architectures import layers
+
+    trained = inference.load_model(os.path.join(demo_run, "model.h5"))
+    coloured = str(tmp_path / "coloured.h5")
+    layers.with_input_colours(trained, 1.5).save(coloured)
+    net = keras.models.clone_model(trained)
+    train.start_from(net, coloured)
+    for ours, theirs in zip(net.get_weights(), trained.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    assert "input-colours layer" in capsys.readouterr().err
+
+
 PLAIN_LAYERS = ["InputLayer", "Conv2D", "Conv2D", "Conv2D", "DepthToSpace"]
 
 

@@ -143,7 +143,8 @@ def check_targets(files, targets):
             raise UsageError(f"cannot make the output folder {folder} ({error.strerror})") \
                 from None
         if not can_write_in(folder):
-            raise UsageError(f"cannot write in {folder} (read-only or no permission)")
+            raise UsageError(f"cannot write in {folder} (read-only or no permission); "
+                             "choose another place with -o")
     remove_killed_writes(targets)
 
 

@@ -52,11 +52,14 @@ def write_text(path, text):
 
 def can_write_in(folder):
     """Whether ``folder`` (perhaps not made yet) could be created and written in: its
-    nearest existing ancestor is a writable folder."""
+    nearest existing ancestor is a writable folder.  A folder whose mode has no write bit
+    counts as read-only even for root, whom os.access lets write anywhere: such a folder
+    (a dataset's, say) was made read-only to keep outputs out."""
     folder = os.path.abspath(folder)
     while not os.path.exists(folder):
         folder = os.path.dirname(folder)
-    return os.path.isdir(folder) and os.access(folder, os.W_OK)
+    return (os.path.isdir(folder) and os.access(folder, os.W_OK)
+            and bool(os.stat(folder).st_mode & 0o222))
 
 def cache_folder(*parts):
     """A folder of the toolkit's caches (converted models, teacher outputs): under

@@ -187,6 +187,22 @@ def test_missing_input_and_missing_model(model_path, tmp_path, capsys):
     assert err.startswith("error:") and "train.py" in err and "\n" not in err
 
 
+def test_a_read_only_folder_is_left_alone_even_by_root(model_path, tmp_path, capsys):
+    # A dataset's folder made read-only (chmod a-w) keeps outputs out of it: the default
+    # NAME_x4.png beside the input is refused, whoever runs it.
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    source = _save(str(folder / "x.png"), smooth_image(8, 8))
+    folder.chmod(0o555)
+    try:
+        assert predict.main([source, "--model", model_path]) == 2
+    finally:
+        folder.chmod(0o755)
+    err = capsys.readouterr().err.strip()
+    assert "cannot write in" in err and str(folder) in err and "\n" not in err
+    assert os.listdir(folder) == ["x.png"]
+
+
 def test_compare_figure(model_path, tmp_path):
     source = _save(str(tmp_path / "c.png"), smooth_image(40, 50))
     assert predict.main([source, "--model", model_path, "--compare"]) == 0

@@ -29,7 +29,8 @@ def parse_args(argv=None):
     add("inputs", nargs="+", metavar="INPUT", help="image files and/or folders of images")
     add("-o", "--output", default=None,
         help="output file (one input) or folder (several inputs or a folder); "
-             "default: NAME_x4.png beside each input")
+             "default: NAME_x4.png beside each input (in the current folder where the "
+             "input's folder is read-only)")
     add("--model", default=None,
         help="a model file, or a name: "
              + "; ".join(f"{name}: {line}" for name, line in DESCRIPTIONS.items())
@@ -94,7 +95,13 @@ def output_paths(files, inputs, output, scale):
     suffix = f"_x{scale}.png"
     stems = [os.path.splitext(os.path.basename(f))[0] for f in files]
     if output is None:
-        targets = [os.path.join(os.path.dirname(f), stem + suffix)
+        # A read-only folder (a dataset's) gets no outputs: they go to the current folder.
+        places = {folder: folder if can_write_in(folder or ".") else ""
+                  for folder in {os.path.dirname(f) for f in files}}
+        for folder in sorted(f for f, place in places.items() if place != f):
+            print(f"note: {folder or '.'} is read-only; its inputs' outputs go in the current folder "
+                  f"({os.getcwd()})", file=sys.stderr)
+        targets = [os.path.join(places[os.path.dirname(f)], stem + suffix)
                    for f, stem in zip(files, stems)]
         by_target = {}
         for source, target in zip(files, targets):

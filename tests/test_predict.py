@@ -187,19 +187,26 @@ def test_missing_input_and_missing_model(model_path, tmp_path, capsys):
     assert err.startswith("error:") and "train.py" in err and "\n" not in err
 
 
-def test_a_read_only_folder_is_left_alone_even_by_root(model_path, tmp_path, capsys):
-    # A dataset's folder made read-only (chmod a-w) keeps outputs out of it: the default
-    # NAME_x4.png beside the input is refused, whoever runs it.
+def test_a_read_only_folder_is_left_alone_even_by_root(model_path, tmp_path, monkeypatch,
+                                                       capsys):
+    # A dataset's folder made read-only (chmod a-w) keeps outputs out of it, whoever runs
+    # predict.py: NAME_x4.png goes to the current folder instead, and where that is the
+    # read-only folder too, nothing is written.
     folder = tmp_path / "dataset"
     folder.mkdir()
     source = _save(str(folder / "x.png"), smooth_image(8, 8))
     folder.chmod(0o555)
     try:
-        assert predict.main([source, "--model", model_path]) == 2
+        monkeypatch.chdir(tmp_path)
+        assert predict.main([source, "--model", model_path]) == 0
+        assert "is read-only" in capsys.readouterr().err
+        assert Image.open(tmp_path / "x_x4.png").size == (32, 32)
+        monkeypatch.chdir(folder)
+        assert predict.main(["x.png", "--model", model_path]) == 2
     finally:
         folder.chmod(0o755)
-    err = capsys.readouterr().err.strip()
-    assert "cannot write in" in err and str(folder) in err and "\n" not in err
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "cannot write in" in err and str(folder) in err and "-o" in err
     assert os.listdir(folder) == ["x.png"]
 
 

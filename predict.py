@@ -96,11 +96,12 @@ def output_paths(files, inputs, output, scale):
     stems = [os.path.splitext(os.path.basename(f))[0] for f in files]
     if output is None:
         # A read-only folder (a dataset's) gets no outputs: they go to the current folder.
-        places = {folder: folder if can_write_in(folder or ".") else ""
-                  for folder in {os.path.dirname(f) for f in files}}
-        for folder in sorted(f for f, place in places.items() if place != f):
-            print(f"note: {folder or '.'} is read-only; its inputs' outputs go in the current folder "
-                  f"({os.getcwd()})", file=sys.stderr)
+        places = {}
+        for folder in sorted({os.path.dirname(f) for f in files}):
+            places[folder] = folder if can_write_in(folder or ".") else ""
+            if places[folder] != folder:
+                print(f"note: {folder or '.'} is read-only; its inputs' outputs go in the "
+                      f"current folder ({os.getcwd()})", file=sys.stderr)
         targets = [os.path.join(places[os.path.dirname(f)], stem + suffix)
                    for f, stem in zip(files, stems)]
         by_target = {}

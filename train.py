@@ -282,12 +282,12 @@ def start_from(net, path):
                   f"other {edsr_blocks(net) - edsr_blocks(start)} start as "
                   "identities", file=sys.stderr)
         else:
-            net.set_weights(trained_weights(start))
+            net.set_weights(weights_without_colours(start))
     except ValueError as error:
         raise UsageError(f"--init-from {path}: another architecture ({error})") from None
 
 
-def trained_weights(net):
+def weights_without_colours(net):
     """``net``'s weights without its fixed ``InputColours`` kernels, which a shipped photo
     model carries (export.py --input-colours) and a training network does not."""
     from superres.architectures.layers import InputColours

@@ -8,6 +8,7 @@ was grayscale (the field scores those on their one channel).
 batches in [0, 1], with LR made by bicubic or by Real-ESRGAN's degradations.
 """
 
+import os
 import socket
 import urllib.parse
 
@@ -176,27 +177,27 @@ TEACHER_VALIDATION_EVERY = 20
 TEACHER_MARGIN = 8
 
 
-def teacher_pair_dataset(folder, split="train", scale=4, shard=None):
-    """A teacher cache's pairs (superres/teacher_cache.py) as {"name", "hr", "lr", "gray"}, the
+def teacher_pair_dataset(folders, split="train", scale=4, shard=None):
+    """Teacher caches' pairs (superres/teacher_cache.py) as {"name", "hr", "lr", "gray"}, the
     teacher's output standing as "hr": what every term of the loss compares with."""
     from superres import teacher_cache
 
     every = TEACHER_VALIDATION_EVERY
-    indices = [i for i in teacher_cache.pair_indices(folder)
-               if (i % every == 0) == (split == "validation")]
+    paths = [teacher_cache.pair_path(folder, i) for folder in folders
+             for i in teacher_cache.pair_indices(folder)
+             if (i % every == 0) == (split == "validation")]
     if shard:
-        indices = indices[shard[1]::shard[0]]
+        paths = paths[shard[1]::shard[0]]
     m = TEACHER_MARGIN
 
     def pairs():
-        for index in indices:
-            with np.load(teacher_cache.pair_path(folder, index)) as pair:
+        for path in paths:
+            with np.load(path) as pair:
                 lr, target = pair["lr"], pair["teacher"]
             if lr.shape[0] * scale != target.shape[0] or lr.shape[1] * scale != target.shape[1]:
-                raise DataError(f"{teacher_cache.pair_path(folder, index)}: the teacher's "
-                                f"output is not x{scale} its LR")
-            yield (f"{index:06d}", target[m * scale:-m * scale, m * scale:-m * scale],
-                   lr[m:-m, m:-m])
+                raise DataError(f"{path}: the teacher's output is not x{scale} its LR")
+            name = os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))
+            yield (name, target[m * scale:-m * scale, m * scale:-m * scale], lr[m:-m, m:-m])
 
     spec = tf.TensorSpec([None, None, 3], tf.uint8)
     return tf.data.Dataset.from_generator(

@@ -99,33 +99,36 @@ def build_datasets(args):
 
 
 def teacher_datasets(args):
-    """build_datasets for --teacher: its cache's pairs, topped up to --teacher-pairs."""
+    """build_datasets for --teacher: its caches' pairs, the first topped up to --teacher-pairs
+    in all."""
     import data
     from superres import teacher_cache
 
-    folder = args.teacher_cache or teacher_cache.default_folder(args.teacher)
-    have = len(teacher_cache.pair_indices(folder))
+    folders = teacher_cache.folders(args.teacher_cache, args.teacher)
+    have = sum(len(teacher_cache.pair_indices(f)) for f in folders)
     if have < args.teacher_pairs:
-        print(f"making up to {args.teacher_pairs - have} teacher pairs in {folder} "
+        print(f"making up to {args.teacher_pairs - have} teacher pairs in {folders[0]} "
               "(python -m superres.teacher_cache makes thousands in the background)", flush=True)
+        first = len(teacher_cache.pair_indices(folders[0])) + args.teacher_pairs - have
         try:
-            teacher_cache.fill(folder, args.teacher, args.teacher_pairs,
+            teacher_cache.fill(folders[0], args.teacher, first,
                                progress=lambda line: print(line, flush=True))
         except teacher_cache.CacheError as error:
             raise data.DataError(f"--teacher {args.teacher}: {error}") from None
-    print(f"teacher pairs: {len(teacher_cache.pair_indices(folder))} in {folder}")
-    val = data.validation_dataset(data.teacher_pair_dataset(folder, "validation", args.scale),
+    for folder in folders:
+        print(f"teacher pairs: {len(teacher_cache.pair_indices(folder))} in {folder}")
+    val = data.validation_dataset(data.teacher_pair_dataset(folders, "validation", args.scale),
                                   args.val_patch_size, args.scale, args.val_crops,
                                   args.batch_size)
     batches = sum(1 for _ in val)
     if not batches:
-        raise data.DataError(f"{folder}: no validation pair is at least {args.val_patch_size} "
-                             "px on each side; lower --val-patch-size")
+        raise data.DataError(f"{', '.join(folders)}: no validation pair is at least "
+                             f"{args.val_patch_size} px on each side; lower --val-patch-size")
     import tensorflow as tf
 
     def training_batches(context, epoch):
         count, index = context.num_input_pipelines, context.input_pipeline_id
-        pairs = data.teacher_pair_dataset(folder, "train", args.scale,
+        pairs = data.teacher_pair_dataset(folders, "train", args.scale,
                                           shard=(count, index) if count > 1 else None)
         seed = epoch_seed(args.seed, epoch, index)
         return data.training_dataset(pairs, args.patch_size, args.scale,

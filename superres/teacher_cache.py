@@ -54,10 +54,12 @@ def default_folder(teacher, shares=None):
 
 
 def folders(entries, teacher):
-    """The cache folders training reads: each entry a folder, or a bare name (no path
-    separator) of a cache under the toolkit's teacher caches; none = the teacher's default."""
+    """The cache folders training reads (``entries`` comma-separated): each a folder, or a bare
+    name (no path separator) of a cache under the toolkit's teacher caches; '' = the teacher's
+    default."""
     from superres.fileio import cache_folder
 
+    entries = [e.strip() for e in entries.split(",") if e.strip()]
     if not entries:
         return [default_folder(teacher)]
     return [e if os.sep in e or (os.altsep and os.altsep in e) else cache_folder("teacher", e)

@@ -140,9 +140,9 @@ def test_training_reads_several_caches_together(photos, teacher, tmp_path):
     assert names == [os.path.join("a", "pair-000000.npz"), os.path.join("a", "pair-000020.npz"),
                      os.path.join("b", "pair-000000.npz")]
     assert len(list(data.teacher_pair_dataset([first, second], "train"))) == 20 + 2
-    assert teacher_cache.folders([], "realesrgan_x4plus") == [
+    assert teacher_cache.folders("", "realesrgan_x4plus") == [
         teacher_cache.default_folder("realesrgan_x4plus")]
-    assert teacher_cache.folders(["realesrgan_x4plus-camera", second], "x") == [
+    assert teacher_cache.folders(f"realesrgan_x4plus-camera,{second}", "x") == [
         teacher_cache.default_folder("realesrgan_x4plus", {"camera": 1.0}), second]
 
 

@@ -114,9 +114,10 @@ TRAINING = (
       "whose outputs on degraded crops of ../shared/data/train and train_more are the targets "
       "of every term of the loss, in place of --data's HR (every 20th pair validates); the "
       "pairs come from its cache (superres/teacher_cache.py)", group="data", metavar="MODEL"),
-    S("teacher_cache", [], "--teacher's cache folders, read together: each a path, or a bare "
-      "name of a cache in ~/.cache/sr-toolkit/teacher (e.g. realesrgan_x4plus-camera); none = "
-      "that folder's NAME", kind="strs", group="data", resume=False, metavar="FOLDERS"),
+    S("teacher_cache", "", "--teacher's cache folders, comma-separated and read together: each "
+      "a path, or a bare name of a cache in ~/.cache/sr-toolkit/teacher (e.g. "
+      "realesrgan_x4plus-camera); '' = that folder's NAME", group="data", resume=False,
+      metavar="FOLDERS"),
     S("teacher_pairs", 64, "--teacher: pairs the cache must hold before training starts; "
       "missing ones are made first, at seconds a pair (make thousands in the background with "
       "superres/teacher_cache.py)", kind="int", check=at_least(2), group="data", resume=False),

@@ -12,8 +12,9 @@ made with others is refused rather than mixed.
 Degradations cover the strengths real photos have, each kind in its share of the crops:
 ``mild``, MATLAB bicubic and one mild JPEG (a photo that was resized and saved); ``camera``, a
 Gaussian lens blur before that, with faint sensor noise (a soft lens or a missed focus, as in
-real camera pairs); ``realesrgan``, Real-ESRGAN's second-order model with its published ranges.  A teacher costs seconds per crop on a CPU,
-which is why this is a background job and training reads the cache (data.teacher_dataset).
+real camera pairs); ``realesrgan``, Real-ESRGAN's second-order model with its published ranges.
+A teacher costs seconds per crop on a CPU, which is why this is a background job and training
+reads the cache (data.teacher_pair_dataset).
 """
 
 import glob

@@ -15,7 +15,8 @@ import sys
 from superres.fileio import can_write_in
 from superres.limits import MAX_INPUT_MP
 from superres.inference import DESCRIPTIONS, PHOTO_MODELS, RUNTIME_HELP, RUNTIMES
-from superres.messages import ArgumentParser, interrupted, some, stop_on_sigterm, UsageError
+from superres.messages import (ArgumentParser, interrupted, some, stop_on_sigterm,
+                               terminated_intact, UsageError)
 
 MIN_TILE = 32
 
@@ -246,7 +247,8 @@ def main(argv=None):
     from superres import inference   # TensorFlow only if the model runs in it (quietly: tfquiet)
 
     try:
-        failures = predict(args)
+        with terminated_intact():
+            failures = predict(args)
     except (UsageError, inference.ModelError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

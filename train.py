@@ -13,7 +13,7 @@ the losses are superres/losses.py's and the loop is superres/training/distribute
 import os
 import sys
 
-from superres.messages import interrupted, stop_on_sigterm, UsageError
+from superres.messages import interrupted, stop_on_sigterm, terminated_intact, UsageError
 
 
 def parse_args(argv=None):
@@ -313,7 +313,8 @@ def main(argv=None):
     import tensorflow as tf
 
     try:
-        train(args)
+        with terminated_intact():
+            train(args)
     except (data.DataError, inference.ModelError, UsageError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

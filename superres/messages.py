@@ -1,6 +1,7 @@
 """What users read of an error."""
 
 import argparse
+import contextlib
 
 
 class UsageError(Exception):
@@ -52,6 +53,9 @@ class Terminated(KeyboardInterrupt):
     as after Ctrl-C; its exit code is 143."""
 
 
+_sigterms = []   # the SIGTERMs this process received, kept apart from the exception
+
+
 def stop_on_sigterm():
     """From now on SIGTERM raises Terminated in the main thread (called from the main
     thread only: a CLI's main, not a server's worker)."""
@@ -62,9 +66,22 @@ def stop_on_sigterm():
         return
 
     def handler(signum, frame):
+        _sigterms.append(signum)
         raise Terminated()
 
     signal.signal(signal.SIGTERM, handler)
+
+
+@contextlib.contextmanager
+def terminated_intact():
+    """Inside it, any error raised after a SIGTERM comes out as Terminated: a Terminated
+    raised while TensorFlow's C code runs can come back as SystemError or TypeError."""
+    try:
+        yield
+    except Exception as error:
+        if _sigterms:
+            raise Terminated() from error
+        raise
 
 
 def interrupted(error, what):

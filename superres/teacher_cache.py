@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from superres import REPO_DIR
-from superres.messages import ArgumentParser, interrupted, stop_on_sigterm
+from superres.messages import ArgumentParser, interrupted, stop_on_sigterm, terminated_intact
 
 SHARED_TRAIN = [os.path.normpath(os.path.join(REPO_DIR, "..", "shared", "data", name))
                 for name in ("train", "train_more")]
@@ -279,10 +279,11 @@ def main(argv=None):
     from superres import images, inference
 
     try:
-        shares = parse_shares(args.shares) if args.shares else None
-        folder = args.out or default_folder(args.teacher, shares)
-        made = fill(folder, args.teacher, args.count, args.seed, args.runtime, args.sources,
-                    shares, progress=lambda line: print(line, flush=True))
+        with terminated_intact():
+            shares = parse_shares(args.shares) if args.shares else None
+            folder = args.out or default_folder(args.teacher, shares)
+            made = fill(folder, args.teacher, args.count, args.seed, args.runtime, args.sources,
+                        shares, progress=lambda line: print(line, flush=True))
     except (CacheError, inference.ModelError, images.ImageReadError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

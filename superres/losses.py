@@ -252,6 +252,11 @@ def weighted(loss, weight):
     return lambda lr, hr, output: weight * loss(lr, hr, output)
 
 
+def sharpened(loss):
+    """``loss`` compared with the unsharp-masked target instead of the target."""
+    return lambda lr, hr, output: loss(lr, unsharp(hr), output)
+
+
 def combined(on_target, on_hr, sharpen_target=False):
     """One callable of named, weighted terms ({name: fn(lr, hr, output)}): those of
     ``on_target`` compare with HR unsharp-masked when ``sharpen_target`` (Real-ESRGAN's
@@ -282,7 +287,8 @@ def from_settings(settings, discriminator=None, built=None):
         (on_target if sees_target else on_hr)[fn.__name__] = (fn, weight)
     if discriminator is None and len(on_target) + len(on_hr) == 1:
         (fn, weight), = (on_target or on_hr).values()
-        return (fn if weight == 1 else weighted(fn, weight)), None
+        fn = fn if weight == 1 else weighted(fn, weight)
+        return (sharpened(fn) if on_target and settings.unsharp_target else fn), None
     discriminator_loss = None
     if discriminator is not None:
         generator, discriminator_loss = adversarial(settings.adversarial_loss, discriminator)

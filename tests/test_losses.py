@@ -157,3 +157,19 @@ def test_the_settings_name_and_weigh_the_generators_terms():
     np.testing.assert_allclose(terms["adversarial"].numpy(), 0.1 * losses.adversarial(
         "vanilla", discriminator)[0](None, hr, output).numpy(), rtol=1e-5)
     assert discriminator_loss(hr, output).shape == (2,)
+
+
+def test_a_pixel_loss_alone_compares_with_the_unsharp_masked_target_when_asked():
+    import argparse
+
+    rng = np.random.default_rng(3)
+    hr = rng.random((2, 32, 32, 3)).astype(np.float32)
+    output = rng.random((2, 32, 32, 3)).astype(np.float32)
+    for sharpen, goal in ((True, losses.unsharp(hr).numpy()), (False, hr)):
+        settings = argparse.Namespace(unsharp_target=sharpen, pixel_weight=1.0, loss="l1",
+                                      chroma_weight=None, perceptual_weight=0.0,
+                                      colour_weight=0.0)
+        loss, discriminator_loss = losses.from_settings(settings)
+        assert discriminator_loss is None
+        np.testing.assert_allclose(loss(None, hr, output).numpy(),
+                                   np.abs(output - goal).mean(axis=(1, 2, 3)), rtol=1e-5)

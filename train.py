@@ -247,6 +247,7 @@ def train(args):
             global_batch=args.batch_size, loss=loss, psnr_fn=metrics.make_psnr_y_metric(args.scale),
             callbacks=callbacks, xla=args.xla, verbose=chief, discriminator=discriminator,
             discriminator_loss=discriminator_loss,
+            discriminator_only_steps=args.discriminator_only_steps,
             val_niqe_crops=args.val_crops if perceptual else 0)
     finally:
         if lock is not None:

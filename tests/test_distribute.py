@@ -165,3 +165,51 @@ def test_tensorboard_event_files_hold_scalars_and_images(tmp_path):
         history = list(csv.DictReader(f))
     last_val_psnr = float(tf.make_ndarray(events.Tensors("val_psnr")[-1].tensor_proto))
     assert abs(last_val_psnr - float(history[-1]["val_psnr"])) < 1e-3
+
+
+def test_the_discriminator_trains_alone_for_its_first_steps_counted_across_epochs():
+    """--discriminator-only-steps N: the run's first N steps train the discriminator alone.
+    The count is the run's, not the epoch's: a run resumed after epoch 1 (of 2 steps each)
+    with N = 3 trains only the discriminator in its first step and both in its second."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import model as models
+    import train
+    from superres import losses, metrics
+    from superres.architectures.unet_discriminator import unet_discriminator
+    from superres.training import distribute
+
+    rng = np.random.default_rng(0)
+    lr = rng.uniform(size=(8, 8, 8, 3)).astype(np.float32)
+    hr = rng.uniform(size=(8, 32, 32, 3)).astype(np.float32)
+    settings = train.parse_args(["--model", "three_conv", "--loss", "l1", "--val-patch-size",
+                                 "192", "--adversarial-weight", "0.1"])
+
+    def batches(context, epoch):
+        return tf.data.Dataset.from_tensor_slices((lr, hr)).batch(4).repeat()
+
+    def run(only_steps):
+        keras.utils.set_random_seed(0)
+        net = models.three_conv(4, (8, 4))
+        net.compile(keras.optimizers.Adam(1e-2))
+        net.optimizer.build(net.trainable_variables)
+        discriminator = unet_discriminator(4)
+        discriminator.compile(keras.optimizers.Adam(1e-2))
+        discriminator.optimizer.build(discriminator.trainable_variables)
+        loss, discriminator_loss = losses.from_settings(settings, discriminator)
+        before = net.get_weights(), discriminator.get_weights()
+        val = tf.data.Dataset.from_tensor_slices((lr[:4], hr[:4])).batch(4)
+        distribute.fit(tf.distribute.get_strategy(), net, batches, val, epochs=2,
+                       steps_per_epoch=2, initial_epoch=1, global_batch=4, loss=loss,
+                       psnr_fn=metrics.make_psnr_y_metric(4), callbacks=[], verbose=False,
+                       discriminator=discriminator, discriminator_loss=discriminator_loss,
+                       discriminator_only_steps=only_steps)
+        moved = lambda old, new: any(not np.array_equal(a, b) for a, b in zip(old, new))  # noqa: E731
+        return (moved(before[0], net.get_weights()),
+                moved(before[1], discriminator.get_weights()), int(net.optimizer.iterations))
+
+    assert run(4) == (False, True, 0)   # steps 3 and 4 of the run: the discriminator's
+    assert run(3) == (True, True, 1)    # step 4 trains the generator too
+    assert run(0) == (True, True, 2)

@@ -215,6 +215,7 @@ def test_stop_after_ends_a_longer_schedule_early(tmp_path):
     (["--teacher", "edsr", "--degradation", "realesrgan"],
      "--teacher trains and validates on its cache's degraded pairs"),
     (["--adversarial-loss", "wgan"], "--adversarial-loss must be one of vanilla, relativistic"),
+    (["--discriminator-only-steps", "10"], "--discriminator-only-steps needs --adversarial-weight"),
 ])
 def test_gan_settings_are_checked_before_anything_runs(flags, message, capsys):
     with pytest.raises(SystemExit):

@@ -56,20 +56,24 @@ def make_train_step(strategy, net, loss_fn, psnr_fn, global_batch, xla=False,
     one loss per patch, or named terms of it (superres/losses.py).  With a ``discriminator``
     (compiled with its own optimizer) the step then trains it on ``discriminator_loss(hr,
     output)`` with the same outputs, as Real-ESRGAN does.  Returns {"loss", "psnr", each term,
-    "d_loss"}: global means over the batch (PSNR always against HR)."""
+    "d_loss"}: global means over the batch (PSNR always against HR).  Called with
+    ``train_generator=False`` the step leaves the generator as it is (its loss still logged)."""
     import tensorflow as tf
 
     def average(per_patch):
         return tf.nn.compute_average_loss(per_patch, global_batch_size=global_batch)
 
+    def forward(lr, hr):
+        output = net(lr, training=True)
+        total, terms = _total(loss_fn(lr, hr, output))
+        logs = {"loss": average(total), "psnr": average(psnr_fn(hr, output)),
+                **{name: average(value) for name, value in terms.items()}}
+        return logs, output
+
     def gradients(lr, hr):
         with tf.GradientTape() as tape:
-            output = net(lr, training=True)
-            total, terms = _total(loss_fn(lr, hr, output))
-            loss = average(total)
-        logs = {"loss": loss, "psnr": average(psnr_fn(hr, output)),
-                **{name: average(value) for name, value in terms.items()}}
-        return tape.gradient(loss, net.trainable_variables), logs, output
+            logs, output = forward(lr, hr)
+        return tape.gradient(logs["loss"], net.trainable_variables), logs, output
 
     def discriminator_gradients(hr, output):
         with tf.GradientTape() as tape:
@@ -78,23 +82,30 @@ def make_train_step(strategy, net, loss_fn, psnr_fn, global_batch, xla=False,
 
     compile_ = (lambda f: tf.function(f, jit_compile=True)) if xla else (lambda f: f)
     compute, discriminator_compute = compile_(gradients), compile_(discriminator_gradients)
+    compute_forward = compile_(forward)
 
-    def replica_step(lr, hr):
-        grads, logs, output = compute(lr, hr)
-        net.optimizer.apply_gradients(zip(grads, net.trainable_variables))
+    def replica_step(lr, hr, train_generator):
+        if train_generator:
+            grads, logs, output = compute(lr, hr)
+            net.optimizer.apply_gradients(zip(grads, net.trainable_variables))
+        else:
+            logs, output = compute_forward(lr, hr)
         if discriminator is not None:
             grads, logs["d_loss"] = discriminator_compute(hr, output)
             discriminator.optimizer.apply_gradients(zip(grads, discriminator.trainable_variables))
         return logs
 
-    @tf.function
-    def step(iterator):
-        lr, hr = next(iterator)
-        logs = strategy.run(replica_step, args=(lr, hr))
-        return {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
-                for name, value in logs.items()}
+    def make_step(train_generator):
+        @tf.function
+        def step(iterator):
+            lr, hr = next(iterator)
+            logs = strategy.run(replica_step, args=(lr, hr, train_generator))
+            return {name: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                    for name, value in logs.items()}
+        return step
 
-    return step
+    steps = {True: make_step(True), False: make_step(False)}   # each traced on first use
+    return lambda iterator, train_generator=True: steps[train_generator](iterator)
 
 
 def evaluate(net, val_ds, loss_fn, psnr_fn, forward=None, niqe_crops=0):
@@ -163,10 +174,11 @@ class _Progress:
 
 def fit(strategy, net, dataset_fn, val_ds, *, epochs, steps_per_epoch, initial_epoch,
         global_batch, loss, psnr_fn, callbacks, xla=False, verbose=True, discriminator=None,
-        discriminator_loss=None, val_niqe_crops=0):
+        discriminator_loss=None, discriminator_only_steps=0, val_niqe_crops=0):
     """Train ``net`` (built under ``strategy.scope()``) from ``initial_epoch`` to
     ``epochs`` on ``loss(lr, hr, output)`` (per patch, or named terms; superres/losses.py), with a
-    ``discriminator`` trained on ``discriminator_loss`` beside it.
+    ``discriminator`` trained on ``discriminator_loss`` beside it, alone for the run's first
+    ``discriminator_only_steps`` steps (counted from epoch 0, so a resumed run keeps the count).
     ``dataset_fn(input_context, epoch)`` gives one input pipeline's batches of per-replica
     size for one epoch: made anew each epoch, so that an epoch's batches depend on the epoch
     alone and a resumed run trains on what the uninterrupted one would have.
@@ -193,7 +205,8 @@ def fit(strategy, net, dataset_fn, val_ds, *, epochs, steps_per_epoch, initial_e
             lambda context, epoch=epoch: dataset_fn(context, epoch)))
         sums = {}
         for i in range(steps_per_epoch):
-            values = {name: float(v) for name, v in step(iterator).items()}
+            train_generator = epoch * steps_per_epoch + i >= discriminator_only_steps
+            values = {name: float(v) for name, v in step(iterator, train_generator).items()}
             bad = [name for name, v in values.items() if not math.isfinite(v)]
             if bad:
                 print(f"\nbatch {i}: invalid {bad[0]} {values[bad[0]]}, terminating training")

@@ -176,6 +176,10 @@ TRAINING = (
       check=at_least(1), group="gan"),
     S("discriminator_lr", 1e-4, "the discriminator's Adam learning rate (constant)",
       kind="float", check=lambda v: None if v > 0 else "must be positive", group="gan"),
+    S("discriminator_only_steps", 0, "steps at the start of the run in which the "
+      "discriminator trains alone and the generator waits (BasicSR's net_d_init_iters), so "
+      "that a fresh discriminator has something to teach when the generator joins",
+      kind="int", check=non_negative(), group="gan"),
     S("pixel_weight", 1.0, "weight of the pixel loss (--loss) among the generator's terms",
       kind="float", check=non_negative("0 or positive"), group="gan"),
     S("perceptual_weight", 0.0, "weight of the perceptual term: L1 between VGG features of "
@@ -249,6 +253,8 @@ def _rules(v):
         if getattr(v, name) < 4 * v.scale:
             yield (f"{BY_NAME[name].flag} must be at least 4 x --scale ({4 * v.scale}): PSNR "
                    "shaves --scale pixels on each side")
+    yield "--discriminator-only-steps needs --adversarial-weight" \
+        if v.discriminator_only_steps and not v.adversarial_weight else None
     yield ("--val-patch-size must be at least 192 with --adversarial-weight or "
            "--perceptual-weight: validation's NIQE needs crops of two 96-px blocks at least"
            if (v.adversarial_weight or v.perceptual_weight) and v.val_patch_size < 192 else None)

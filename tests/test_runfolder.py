@@ -88,6 +88,24 @@ def test_saved_models_hold_the_averaged_weights_and_training_goes_on_from_its_ow
     np.testing.assert_array_equal(net.trainable_variables[0].numpy(), trained[0])
 
 
+def test_before_its_first_step_a_model_with_a_moving_average_is_its_own_weights():
+    """A run that starts with the discriminator alone (--discriminator-only-steps) validates
+    and saves its generator before the generator's first step, when Keras' moving average
+    is still zeros: the weights themselves stand in for it."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None, None, 3))
+    net = keras.Model(inputs, keras.layers.Conv2D(3, 3, padding="same")(inputs))
+    net.compile(keras.optimizers.Adam(0.1, use_ema=True, ema_momentum=0.5))
+    net.optimizer.build(net.trainable_variables)
+    weights = [v.numpy().copy() for v in net.trainable_variables]
+    assert not np.any(net.optimizer._model_variables_moving_average[0].numpy())
+    with runfolder.averaged_weights(net):
+        for variable, value in zip(net.trainable_variables, weights):
+            np.testing.assert_array_equal(variable.numpy(), value)
+
+
 def test_a_gan_runs_best_model_is_its_lowest_niqe(tmp_path):
     out = str(tmp_path / "run")
     os.makedirs(out)

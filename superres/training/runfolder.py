@@ -236,9 +236,12 @@ def plot_loss_curves(path, rows, title):
 def averaged_weights(net):
     """Inside, ``net`` holds its optimizer's moving average of its weights (Keras'
     use_ema), if it keeps one: what validation scores and model.h5 / last.h5 hold.  The
-    weights as trained come back after, so training and the resume state go on unchanged."""
+    weights as trained come back after, so training and the resume state go on unchanged.
+    Before the optimizer's first step (a discriminator-only start) the average is Keras'
+    zeros, not yet a copy of the weights: the weights themselves stand in for it."""
     optimizer = getattr(net, "optimizer", None)
-    if not (optimizer is not None and optimizer.use_ema and optimizer.built):
+    if not (optimizer is not None and optimizer.use_ema and optimizer.built
+            and int(optimizer.iterations) > 0):
         yield net
         return
     trained = [v.numpy() for v in net.trainable_variables]

@@ -229,13 +229,13 @@ def train(args):
             print(f"{args.out} already finished {epoch} epochs")
             return history
         callbacks = []
-        perceptual = bool(args.adversarial_weight or args.perceptual_weight)
+        niqe = settings.scores_niqe(args)
         if chief:
             # A GAN's best epoch is not its sharpest-by-PSNR one: model.h5 is the most natural.
             callbacks.append(runfolder.make_recorder(
                 args.out, history, f"{args.model} x{args.scale} on {args.data}",
                 {"discriminator": discriminator} if discriminator is not None else None,
-                "val_niqe" if perceptual else "val_psnr"))
+                "val_niqe" if niqe else "val_psnr"))
             if args.tensorboard:
                 from superres.training import tensorboard_log
 
@@ -248,7 +248,7 @@ def train(args):
             callbacks=callbacks, xla=args.xla, verbose=chief, discriminator=discriminator,
             discriminator_loss=discriminator_loss,
             discriminator_only_steps=args.discriminator_only_steps,
-            val_niqe_crops=args.val_crops if perceptual else 0)
+            val_niqe_crops=args.val_crops if niqe else 0)
     finally:
         if lock is not None:
             os.close(lock)

@@ -227,6 +227,33 @@ def colour(lr, hr, output):
     return _per_patch(tf.abs(means(output) - means(hr)))
 
 
+# HR pixels per side of the blocks whose spectra the spectrum term compares.
+SPECTRUM_BLOCK = 16
+
+
+def spectrum(lr, hr, output):
+    """Mean |amplitude spectrum of output - that of HR| over the 16 x 16 blocks of their luma
+    (BT.601 Y, the DC term left out), per patch.  Phase-free, so it asks for HR's texture
+    energy at each frequency wherever in the block it falls: where a student cannot place a
+    teacher's texture exactly, L1 alone gives it none (the mean), this term some."""
+    size = SPECTRUM_BLOCK
+
+    def amplitudes(x):
+        y = tf.einsum("bhwc,c->bhw", tf.cast(x, tf.float32),
+                      tf.constant(YCBCR_ROWS[0], tf.float32))
+        n, rows, cols = tf.shape(y)[0], tf.shape(y)[1] // size, tf.shape(y)[2] // size
+        blocks = tf.reshape(y[:, :rows * size, :cols * size], (n, rows, size, cols, size))
+        coefficients = tf.signal.rfft2d(tf.transpose(blocks, (0, 1, 3, 2, 4))) / size
+        # |z| with a floor: tf.abs of a complex 0 has no gradient (NaN)
+        power = tf.math.real(coefficients) ** 2 + tf.math.imag(coefficients) ** 2
+        return tf.sqrt(power + 1e-12)
+
+    not_dc = tf.tensor_scatter_nd_update(tf.ones((size, size // 2 + 1)), [[0, 0]], [0.0])
+    gap = tf.abs(amplitudes(output) - amplitudes(tf.stop_gradient(hr))) * not_dc
+    return tf.reduce_mean(gap, axis=[1, 2, 3, 4]) * (tf.size(not_dc, tf.float32) /
+                                                    tf.reduce_sum(not_dc))
+
+
 def vgg_perceptual(backbone, layer_weights, colour_blind=False, vgg19_weights="imagenet"):
     """``perceptual`` on the trained features of ``backbone``."""
     weights = vgg19_weights if backbone == "vgg19" else "trained"
@@ -245,6 +272,7 @@ TERMS = {
                                     "colour_blind": "perceptual_colour_blind",
                                     "vgg19_weights": "vgg19_weights"}, "perceptual_weight", True),
     "colour": (lambda: colour, {}, "colour_weight", False),
+    "spectrum": (lambda: spectrum, {}, "spectrum_weight", True),
 }
 
 

@@ -126,6 +126,25 @@ def test_colour_term_sees_block_means_not_texture():
                                rtol=1e-4)
 
 
+def test_spectrum_term_sees_texture_energy_not_where_it_falls():
+    rng = np.random.default_rng(5)
+    hr = rng.random((2, 32, 48, 3)).astype(np.float32)
+    assert np.allclose(losses.spectrum(None, hr, hr).numpy(), 0)
+    # each 16 x 16 block's content shifted round within the block: the same amplitudes
+    blocks = hr.reshape(2, 2, 16, 3, 16, 3)
+    shifted = np.roll(blocks, (3, 5), axis=(2, 4)).reshape(hr.shape)
+    np.testing.assert_allclose(losses.spectrum(None, hr, shifted).numpy(), 0, atol=1e-6)
+    assert (losses.pixel("l1")(None, hr, shifted).numpy() > 0.2).all()
+    # a tint moves only the DC term, which is left out; a blur loses energy, which costs
+    np.testing.assert_allclose(losses.spectrum(None, hr, hr + 0.1).numpy(), 0, atol=1e-6)
+    assert (losses.spectrum(None, hr, losses.blur(hr, 5)).numpy() > 0.05).all()
+    # flat blocks (zero amplitudes) still give a finite gradient
+    flat = tf.Variable(np.full((1, 16, 16, 3), 0.5, np.float32))
+    with tf.GradientTape() as tape:
+        loss = losses.spectrum(None, hr[:1, :16, :16], flat)
+    assert np.isfinite(tape.gradient(loss, flat).numpy()).all()
+
+
 def test_the_settings_name_and_weigh_the_generators_terms():
     import argparse
 
@@ -134,7 +153,8 @@ def test_the_settings_name_and_weigh_the_generators_terms():
                                   chroma_weight=None, perceptual_weight=0.5,
                                   perceptual_layers=[0, 1, 0, 0, 0],
                                   adversarial_loss="vanilla", adversarial_weight=0.1,
-                                  colour_weight=3.0, perceptual_colour_blind=True)
+                                  colour_weight=3.0, perceptual_colour_blind=True,
+                                  spectrum_weight=1.5)
     features = losses.vgg_features("hed_vgg16", settings.perceptual_layers, weights=None)
     perceptual = losses.perceptual(features, settings.perceptual_layers, colour_blind=True)
     loss, discriminator_loss = losses.from_settings(settings, discriminator,
@@ -143,7 +163,7 @@ def test_the_settings_name_and_weigh_the_generators_terms():
     hr = rng.random((2, 32, 32, 3)).astype(np.float32)
     output = rng.random((2, 32, 32, 3)).astype(np.float32)
     terms = loss(None, hr, output)
-    assert set(terms) == {"l1", "perceptual", "adversarial", "colour"}
+    assert set(terms) == {"l1", "perceptual", "adversarial", "colour", "spectrum"}
     np.testing.assert_allclose(terms["colour"].numpy(),   # against HR, not the sharpened HR
                                3 * losses.colour(None, hr, output).numpy(), rtol=1e-6)
     sharp = losses.unsharp(hr).numpy()
@@ -154,6 +174,8 @@ def test_the_settings_name_and_weigh_the_generators_terms():
         0.5 * losses.perceptual(features, settings.perceptual_layers, colour_blind=True)(
             None, sharp, output).numpy(),
         rtol=1e-5)
+    np.testing.assert_allclose(terms["spectrum"].numpy(),   # against the sharpened HR
+                               1.5 * losses.spectrum(None, sharp, output).numpy(), rtol=1e-5)
     np.testing.assert_allclose(terms["adversarial"].numpy(), 0.1 * losses.adversarial(
         "vanilla", discriminator)[0](None, hr, output).numpy(), rtol=1e-5)
     assert discriminator_loss(hr, output).shape == (2,)
@@ -168,7 +190,7 @@ def test_a_pixel_loss_alone_compares_with_the_unsharp_masked_target_when_asked()
     for sharpen, goal in ((True, losses.unsharp(hr).numpy()), (False, hr)):
         settings = argparse.Namespace(unsharp_target=sharpen, pixel_weight=1.0, loss="l1",
                                       chroma_weight=None, perceptual_weight=0.0,
-                                      colour_weight=0.0)
+                                      colour_weight=0.0, spectrum_weight=0.0)
         loss, discriminator_loss = losses.from_settings(settings)
         assert discriminator_loss is None
         np.testing.assert_allclose(loss(None, hr, output).numpy(),

@@ -208,6 +208,7 @@ def test_stop_after_ends_a_longer_schedule_early(tmp_path):
 
 @pytest.mark.parametrize("flags,message", [
     (["--adversarial-weight", "0.1"], "--val-patch-size must be at least 192"),
+    (["--spectrum-weight", "1"], "--val-patch-size must be at least 192"),
     (["--perceptual-weight", "1", "--val-patch-size", "192", "--perceptual-layers", "0,0,0,0,0"],
      "--perceptual-layers must be 5 weights"),
     (["--adversarial-weight", "0.1", "--val-patch-size", "192", "--ema", "1"],

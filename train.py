@@ -231,7 +231,8 @@ def train(args):
         callbacks = []
         niqe = settings.scores_niqe(args)
         if chief:
-            # With texture terms the best epoch is not the sharpest by PSNR: model.h5 is the most natural.
+            # With texture terms the best epoch is not the sharpest by PSNR: model.h5 is the
+            # most natural.
             callbacks.append(runfolder.make_recorder(
                 args.out, history, f"{args.model} x{args.scale} on {args.data}",
                 {"discriminator": discriminator} if discriminator is not None else None,

@@ -28,7 +28,10 @@ RECIPES = [("three_conv_x4", "weights/three_conv_x4.config.json"),
            ("photo_spectrum_1", "docs/runs/photo_spectrum_x4/config.json"),
            ("photo_spectrum_2", "docs/runs/photo_spectrum_x4_2/config.json"),
            ("photo_spectrum_3", "weights/photo_x4.config.json"),
-           ("photo_plus", "weights/photo_plus_x4.config.json")]
+           ("photo_plus", "docs/runs/photo_plus_x4_2/config.json"),
+           ("photo_plus_spectrum_1", "docs/runs/photo_plus_spectrum_x4/config.json"),
+           ("photo_plus_spectrum_2", "docs/runs/photo_plus_spectrum_x4_2/config.json"),
+           ("photo_plus_spectrum_3", "weights/photo_plus_x4.config.json")]
 # Where each leg's run folder and starting point lived then, and speed options (no effect on
 # what is learned) are not part of a recipe.
 NOT_RECIPE = {"out", "init_from", "xla", "stop_after"}

@@ -83,9 +83,7 @@ def test_each_recipe_is_the_run_of_the_shipped_model(name, shipped, monkeypatch)
 def test_every_config_file_resolves(monkeypatch):
     monkeypatch.chdir(REPO)
     names = sorted(f for f in os.listdir("configs") if f.endswith(".toml"))
-    # Recipes of models not shipped yet (issue 38's students of Real-ESRGAN x4plus).
-    in_progress = {"photo_l1.toml", "photo_plus_l1.toml", "photo_plus.toml"}
-    assert {f"{n}.toml" for n, _ in RECIPES} | {"demo.toml"} | in_progress == set(names)
+    assert {f"{n}.toml" for n, _ in RECIPES} | {"demo.toml"} == set(names)
     for name in names:
         train.parse_args(["--config", f"configs/{name}"])
     real = train.parse_args(["--config", "configs/edsr_real_x4_2.toml"])

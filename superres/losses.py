@@ -231,6 +231,11 @@ def colour(lr, hr, output):
 SPECTRUM_BLOCK = 16
 
 
+def _luma(x):
+    """BT.601 Y of RGB ``x`` (batch, h, w, 3) in 0..1, without the offset: (batch, h, w)."""
+    return tf.einsum("bhwc,c->bhw", tf.cast(x, tf.float32), tf.constant(YCBCR_ROWS[0], tf.float32))
+
+
 def _radial_frequencies(size):
     """|f| in cycles per block of each coefficient of an rfft2d of a size x size block."""
     rows = tf.minimum(tf.range(size), size - tf.range(size))[:, None]
@@ -248,8 +253,7 @@ def spectrum(lr, hr, output):
     size = SPECTRUM_BLOCK
 
     def amplitudes(x):
-        y = tf.einsum("bhwc,c->bhw", tf.cast(x, tf.float32),
-                      tf.constant(YCBCR_ROWS[0], tf.float32))
+        y = _luma(x)
         n, rows, cols = tf.shape(y)[0], tf.shape(y)[1] // size, tf.shape(y)[2] // size
         blocks = tf.reshape(y[:, :rows * size, :cols * size], (n, rows, size, cols, size))
         coefficients = tf.signal.rfft2d(tf.transpose(blocks, (0, 1, 3, 2, 4))) / size
@@ -261,6 +265,64 @@ def spectrum(lr, hr, output):
     weights /= tf.reduce_mean(weights)
     gap = tf.abs(amplitudes(output) - amplitudes(tf.stop_gradient(hr))) * weights
     return tf.reduce_mean(gap, axis=[1, 2, 3, 4])
+
+
+# NIQE's local normalization (Mittal et al. 2013): a 7 x 7 Gaussian window of sigma 7/6, and
+# C = 1 on a 0..255 scale; and the HR pixels per side of the blocks the mscn term compares.
+MSCN_WINDOW, MSCN_SIGMA, MSCN_BLOCK = 7, 7 / 6, 32
+
+
+def mscn_coefficients(y):
+    """Mean-subtracted, contrast-normalized coefficients of luma ``y`` (batch, h, w) in 0..1,
+    taken on a 0..255 scale as NIQE and BRISQUE take them (edges reflected).  Written here: the
+    IQA libraries compute them in NumPy or PyTorch, not differentiably in TensorFlow."""
+    offsets = tf.range(MSCN_WINDOW, dtype=tf.float32) - MSCN_WINDOW // 2
+    taps = tf.exp(-0.5 * offsets ** 2 / MSCN_SIGMA ** 2)
+    taps = taps / tf.reduce_sum(taps)
+    pad = MSCN_WINDOW // 2
+
+    def local_mean(x):
+        x = tf.pad(x[..., None], [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+        x = tf.nn.conv2d(x, tf.reshape(taps, (-1, 1, 1, 1)), 1, "VALID")
+        return tf.nn.conv2d(x, tf.reshape(taps, (1, -1, 1, 1)), 1, "VALID")[..., 0]
+
+    y = 255.0 * y
+    mu = local_mean(y)
+    # a floor under the variance: the square root's gradient is infinite at 0 (flat fields)
+    sigma = tf.sqrt(tf.nn.relu(local_mean(y * y) - mu * mu) + 1e-2)
+    return (y - mu) / (sigma + 1.0)
+
+
+def _mscn_statistics(y):
+    """Per MSCN_BLOCK block of luma ``y`` (batch, h, w): the mean |x| and RMS of its MSCN
+    coefficients x, and the mean and mean |.| of their products with the right, lower and two
+    diagonal neighbours: the moments NIQE's and BRISQUE's fitted distributions come from."""
+    x = mscn_coefficients(y)
+    padded = tf.pad(x, [[0, 0], [0, 1], [1, 1]], mode="SYMMETRIC")
+    products = [x * padded[:, :-1, 2:], x * padded[:, 1:, 1:-1],
+                x * padded[:, 1:, 2:], x * padded[:, 1:, :-2]]
+    maps = [tf.abs(x), tf.square(x)] + [f(p) for p in products for f in (tf.identity, tf.abs)]
+    means = tf.nn.avg_pool2d(tf.stack(maps, axis=-1), MSCN_BLOCK, MSCN_BLOCK, "VALID")
+    rms = tf.sqrt(means[..., 1:2] + 1e-6)
+    return tf.concat([means[..., :1], rms, means[..., 2:]], axis=-1)
+
+
+def mscn(lr, hr, output):
+    """Mean |statistics of output - those of HR| (``_mscn_statistics``) over the blocks of their
+    luma, at full and half size, per patch.  Phase-free like the spectrum term, and of higher
+    order: it asks for the target's distribution of local contrast (heavy-tailed edges and
+    texture, or flat), where the spectrum term asks only for energy per frequency, which
+    grain can give."""
+    def half(y):
+        return tf.nn.avg_pool2d(y[..., None], 2, 2, "VALID")[..., 0]
+
+    output, hr = _luma(output), _luma(tf.stop_gradient(hr))
+    gaps = []
+    for _ in range(2):
+        gaps.append(tf.reduce_mean(tf.abs(_mscn_statistics(output) - _mscn_statistics(hr)),
+                                   axis=[1, 2, 3]))
+        output, hr = half(output), half(hr)
+    return tf.add_n(gaps) / 2
 
 
 def vgg_perceptual(backbone, layer_weights, colour_blind=False, vgg19_weights="imagenet"):
@@ -282,6 +344,7 @@ TERMS = {
                                     "vgg19_weights": "vgg19_weights"}, "perceptual_weight", True),
     "colour": (lambda: colour, {}, "colour_weight", False),
     "spectrum": (lambda: spectrum, {}, "spectrum_weight", True),
+    "mscn": (lambda: mscn, {}, "mscn_weight", True),
 }
 
 

@@ -154,7 +154,7 @@ def test_the_settings_name_and_weigh_the_generators_terms():
                                   perceptual_layers=[0, 1, 0, 0, 0],
                                   adversarial_loss="vanilla", adversarial_weight=0.1,
                                   colour_weight=3.0, perceptual_colour_blind=True,
-                                  spectrum_weight=1.5)
+                                  spectrum_weight=1.5, mscn_weight=0.7)
     features = losses.vgg_features("hed_vgg16", settings.perceptual_layers, weights=None)
     perceptual = losses.perceptual(features, settings.perceptual_layers, colour_blind=True)
     loss, discriminator_loss = losses.from_settings(settings, discriminator,
@@ -163,7 +163,7 @@ def test_the_settings_name_and_weigh_the_generators_terms():
     hr = rng.random((2, 32, 32, 3)).astype(np.float32)
     output = rng.random((2, 32, 32, 3)).astype(np.float32)
     terms = loss(None, hr, output)
-    assert set(terms) == {"l1", "perceptual", "adversarial", "colour", "spectrum"}
+    assert set(terms) == {"l1", "perceptual", "adversarial", "colour", "spectrum", "mscn"}
     np.testing.assert_allclose(terms["colour"].numpy(),   # against HR, not the sharpened HR
                                3 * losses.colour(None, hr, output).numpy(), rtol=1e-6)
     sharp = losses.unsharp(hr).numpy()
@@ -176,6 +176,8 @@ def test_the_settings_name_and_weigh_the_generators_terms():
         rtol=1e-5)
     np.testing.assert_allclose(terms["spectrum"].numpy(),   # against the sharpened HR
                                1.5 * losses.spectrum(None, sharp, output).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(terms["mscn"].numpy(),
+                               0.7 * losses.mscn(None, sharp, output).numpy(), rtol=1e-5)
     np.testing.assert_allclose(terms["adversarial"].numpy(), 0.1 * losses.adversarial(
         "vanilla", discriminator)[0](None, hr, output).numpy(), rtol=1e-5)
     assert discriminator_loss(hr, output).shape == (2,)
@@ -190,8 +192,51 @@ def test_a_pixel_loss_alone_compares_with_the_unsharp_masked_target_when_asked()
     for sharpen, goal in ((True, losses.unsharp(hr).numpy()), (False, hr)):
         settings = argparse.Namespace(unsharp_target=sharpen, pixel_weight=1.0, loss="l1",
                                       chroma_weight=None, perceptual_weight=0.0,
-                                      colour_weight=0.0, spectrum_weight=0.0)
+                                      colour_weight=0.0, spectrum_weight=0.0,
+                                      mscn_weight=0.0)
         loss, discriminator_loss = losses.from_settings(settings)
         assert discriminator_loss is None
         np.testing.assert_allclose(loss(None, hr, output).numpy(),
                                    np.abs(output - goal).mean(axis=(1, 2, 3)), rtol=1e-5)
+
+
+def test_mscn_coefficients_are_niqes():
+    from scipy.ndimage import correlate
+
+    from superres import metrics
+
+    rng = np.random.default_rng(6)
+    y = losses.blur(rng.random((1, 40, 48, 1)).astype(np.float32), 3).numpy()[..., 0]
+    image = 255.0 * y[0].astype(np.float64)
+    window = metrics._niqe_model()[2]
+    mu = correlate(image, window, mode="nearest")
+    sigma = np.sqrt(np.abs(correlate(image * image, window, mode="nearest") - mu * mu))
+    expected = (image - mu) / (sigma + 1)
+    ours = losses.mscn_coefficients(y).numpy()[0]
+    # the edges differ (reflected here, repeated there) and so does the variance's floor
+    np.testing.assert_allclose(ours[3:-3, 3:-3], expected[3:-3, 3:-3], atol=2e-3)
+
+
+def test_mscn_term_asks_for_the_targets_local_contrast_not_its_pixels():
+    rng = np.random.default_rng(7)
+    # a stationary texture: the same statistics in every block
+    hr = 0.5 + 0.2 * losses.blur(rng.standard_normal((2, 64, 64, 1)).astype(np.float32), 3)
+    hr = tf.tile(hr, (1, 1, 1, 3)).numpy()
+    assert np.allclose(losses.mscn(None, hr, hr).numpy(), 0)
+    moved = np.roll(hr, (5, 7), axis=(1, 2))
+    blurred = losses.blur(hr, 9).numpy()
+    # L1 prefers the blur (the mean) to the texture moved; this term the other way round
+    assert (losses.pixel("l1")(None, hr, moved).numpy()
+            > losses.pixel("l1")(None, hr, blurred).numpy()).all()
+    assert (losses.mscn(None, hr, moved).numpy()
+            < 0.25 * losses.mscn(None, hr, blurred).numpy()).all()
+    # where the target is flat, faint grain costs; the spectrum term's energy is one reading
+    # of it, the mscn term's normalized contrast another
+    flat = np.full((1, 64, 64, 3), 0.5, np.float32)
+    grain = flat + rng.normal(0, 2 / 255, flat.shape).astype(np.float32)
+    assert losses.mscn(None, flat, grain).numpy()[0] > 0.1
+    # a flat output still gives a finite gradient
+    output = tf.Variable(flat)
+    with tf.GradientTape() as tape:
+        loss = losses.mscn(None, hr[:1], output)
+    assert np.isfinite(tape.gradient(loss, output).numpy()).all()

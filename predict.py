@@ -15,8 +15,8 @@ import sys
 from superres.fileio import can_write_in
 from superres.limits import MAX_INPUT_MP
 from superres.inference import DESCRIPTIONS, PHOTO_MODELS, RUNTIME_HELP, RUNTIMES
-from superres.messages import (ArgumentParser, interrupted, some, stop_on_sigterm,
-                               terminated_intact, UsageError)
+from superres.messages import (ArgumentParser, interrupted, raise_if_terminated, some,
+                               stop_on_sigterm, terminated_intact, UsageError)
 
 MIN_TILE = 32
 
@@ -213,10 +213,14 @@ def predict(args):
         # One large image shows its own progress: tiles done and time left.
         with tqdm(total=tiles, unit="tile", desc=os.path.basename(source), leave=False,
                   disable=True if tiles < 4 else None) as tile_progress:
+            def on_tile(count=1):
+                raise_if_terminated()   # a SIGTERM that TensorFlow's C code swallowed
+                tile_progress.update(count)
+
             try:
                 shape, note = upscale_to_file(net, image, target, tile,
                                               compare if args.compare else None,
-                                              tile_progress.update, replace=args.overwrite)
+                                              on_tile, replace=args.overwrite)
             except FileExistsError:   # another run claimed it while this one computed
                 tqdm.write(f"error: {target} was written by another run meanwhile; it is left "
                            "as that run wrote it", file=sys.stderr)

@@ -72,16 +72,25 @@ def stop_on_sigterm():
     signal.signal(signal.SIGTERM, handler)
 
 
+def raise_if_terminated():
+    """Raise Terminated if a SIGTERM came: for the points between steps of long work, where a
+    Terminated that C code swallowed (printed, not raised) is raised again."""
+    if _sigterms:
+        raise Terminated()
+
+
 @contextlib.contextmanager
 def terminated_intact():
     """Inside it, any error raised after a SIGTERM comes out as Terminated: a Terminated
-    raised while TensorFlow's C code runs can come back as SystemError or TypeError."""
+    raised while TensorFlow's C code runs can come back as SystemError or TypeError, or be
+    printed and lost; work that ends normally after a SIGTERM ends as Terminated too."""
     try:
         yield
     except Exception as error:
         if _sigterms:
             raise Terminated() from error
         raise
+    raise_if_terminated()
 
 
 def interrupted(error, what):

@@ -42,3 +42,21 @@ def test_errors_without_a_sigterm_stay_what_they_are(sigterm_handled):
 def test_ctrl_c_exits_130(capsys):
     assert messages.interrupted(KeyboardInterrupt(), "done") == 130
     assert capsys.readouterr().err.strip() == "interrupted; done"
+
+
+def test_a_sigterm_that_c_code_swallowed_is_raised_again(sigterm_handled):
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+    except messages.Terminated:   # what TensorFlow's C code can do with it: print it, go on
+        pass
+    with pytest.raises(messages.Terminated):   # at the next step of the work
+        messages.raise_if_terminated()
+    with pytest.raises(messages.Terminated):   # or when the work ends as if nothing came
+        with messages.terminated_intact():
+            pass
+
+
+def test_without_a_sigterm_work_goes_on():
+    messages.raise_if_terminated()
+    with messages.terminated_intact():
+        pass

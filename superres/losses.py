@@ -35,17 +35,18 @@ def pixel(name="mse", chroma_weight=None):
     return loss
 
 
-def _gaussian(size):
-    """A normalized 1-D Gaussian of odd ``size`` taps, with OpenCV's sigma for that size."""
-    sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8
+def _gaussian(size, sigma=None):
+    """A normalized 1-D Gaussian of odd ``size`` taps, by default with OpenCV's sigma for that
+    size."""
+    sigma = sigma or 0.3 * ((size - 1) * 0.5 - 1) + 0.8
     taps = tf.exp(-0.5 * (tf.range(size, dtype=tf.float32) - (size - 1) / 2) ** 2 / sigma ** 2)
     return taps / tf.reduce_sum(taps)
 
 
-def blur(x, size=51):
-    """Separable Gaussian blur of ``size`` taps (edges reflected): Real-ESRGAN's USM blur.
-    Written here: tf.image has no Gaussian blur."""
-    taps, pad, channels = _gaussian(size), size // 2, x.shape[-1]
+def blur(x, size=51, sigma=None):
+    """Separable Gaussian blur of ``size`` taps (edges reflected; by default Real-ESRGAN's USM
+    blur). Written here: tf.image has no Gaussian blur."""
+    taps, pad, channels = _gaussian(size, sigma), size // 2, x.shape[-1]
     x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
     rows = tf.tile(tf.reshape(taps, (size, 1, 1, 1)), (1, 1, channels, 1))
     x = tf.nn.depthwise_conv2d(x, rows, [1, 1, 1, 1], "VALID")
@@ -276,15 +277,8 @@ def mscn_coefficients(y):
     """Mean-subtracted, contrast-normalized coefficients of luma ``y`` (batch, h, w) in 0..1,
     taken on a 0..255 scale as NIQE and BRISQUE take them (edges reflected).  Written here: the
     IQA libraries compute them in NumPy or PyTorch, not differentiably in TensorFlow."""
-    offsets = tf.range(MSCN_WINDOW, dtype=tf.float32) - MSCN_WINDOW // 2
-    taps = tf.exp(-0.5 * offsets ** 2 / MSCN_SIGMA ** 2)
-    taps = taps / tf.reduce_sum(taps)
-    pad = MSCN_WINDOW // 2
-
     def local_mean(x):
-        x = tf.pad(x[..., None], [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
-        x = tf.nn.conv2d(x, tf.reshape(taps, (-1, 1, 1, 1)), 1, "VALID")
-        return tf.nn.conv2d(x, tf.reshape(taps, (1, -1, 1, 1)), 1, "VALID")[..., 0]
+        return blur(x[..., None], MSCN_WINDOW, MSCN_SIGMA)[..., 0]
 
     y = 255.0 * y
     mu = local_mean(y)
